@@ -1,0 +1,1 @@
+"""File input and output: series files, DICOM, exports; all writes atomic."""

@@ -1,0 +1,77 @@
+"""Atomic file writes: a temporary file in the target folder, then a rename.
+
+A reader never sees a half-written file, a failed or cancelled write leaves
+nothing behind, and an existing file is only replaced when the caller says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from mrfviewer.errors import MRFError
+
+
+def check_writable_target(path: Path, overwrite: bool) -> None:
+    """Raise :class:`MRFError` if ``path`` exists and ``overwrite`` is false."""
+    if path.exists() and not overwrite:
+        raise MRFError(f"{path} already exists; choose another output or allow overwriting (--overwrite)")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    The temporary file keeps the final suffix (libraries such as nibabel choose
+    the format from it). On any exception the temporary file is removed and
+    ``path`` is left untouched.
+    """
+    path = Path(path)
+    check_writable_target(path, overwrite)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{path.name[:40]}.", suffix=".part" + "".join(path.suffixes), dir=folder
+        )
+    except OSError as exc:
+        raise MRFError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if not overwrite and path.exists():
+            raise MRFError(f"{path} appeared while writing; not overwriting it")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise MRFError(f"writing {path} failed: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write(path: str | Path, writer: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Call ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (flushed to disk before the rename)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    return atomic_write(path, write, overwrite=overwrite)
+
+
+def atomic_write_text(path: str | Path, text: str, overwrite: bool = False) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)

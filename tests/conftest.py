@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny sequences and an isolated cache folder for every test."""
+
+from __future__ import annotations
+
+import pytest
+
+from mrfviewer.resources import default_sequence_path
+from mrfviewer.sequence import Sequence, load_sequence, sequence_from_dict
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Dictionary caches and user data go to a temporary folder, never the user's."""
+    root = tmp_path_factory.mktemp("mrfviewer-home")
+    monkeypatch.setenv("MRFVIEWER_CACHE_DIR", str(root / "cache"))
+    monkeypatch.setenv("MRFVIEWER_DATA_DIR", str(root / "data"))
+
+
+@pytest.fixture(scope="session")
+def knee_sequence() -> Sequence:
+    return load_sequence(default_sequence_path())
+
+
+def make_tiny_sequence(n_fisp: int = 40, n_flash: int = 20) -> Sequence:
+    """A short sequence with every block type, for fast tests (same physics as the knee one)."""
+    import numpy as np
+
+    fa = (10 + 40 * np.sin(np.pi * (np.arange(n_fisp) + 0.5) / n_fisp)).round(3).tolist()
+    return sequence_from_dict(
+        {
+            "name": "tiny",
+            "blocks": [
+                {"type": "inversion", "ti_ms": 20},
+                {"type": "fisp", "flip_angle_deg": fa, "tr_ms": 6.0, "te_ms": 2.0},
+                {"type": "t2prep", "te_ms": 40},
+                {
+                    "type": "flash",
+                    "flip_angle_deg": 10.0 if n_flash == 1 else [10.0] * n_flash,
+                    "tr_ms": 6.0,
+                    "te_ms": 2.0,
+                },
+                {"type": "spinlock", "tsl_ms": 20},
+                {"type": "flash", "flip_angle_deg": [12.0] * n_flash, "tr_ms": 6.0, "te_ms": 2.0},
+                {"type": "spinlock", "tsl_ms": 45},
+                {"type": "flash", "flip_angle_deg": [12.0] * n_flash, "tr_ms": 6.0, "te_ms": 2.0},
+            ],
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_sequence() -> Sequence:
+    return make_tiny_sequence()
