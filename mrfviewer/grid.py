@@ -1,0 +1,223 @@
+"""Parameter grids for dictionaries: T1, T2, T1rho (ms) and relative B1.
+
+A grid file (JSON) gives each axis as a list of values or as a range::
+
+    {"t1_ms": {"min": 100, "max": 3000, "step_percent": 5},
+     "t2_ms": {"min": 5, "max": 300, "n": 60},
+     "t1rho_ms": [20, 30, 40],
+     "b1": [1.0],
+     "constraints": ["t2<=t1", "t2<=t1rho", "t1rho<=t1"]}
+
+Ranges are log-spaced ("spacing": "log", the default) or linear
+("spacing": "linear"). Constraints remove physically impossible atoms.
+Atoms are ordered with B1 outermost, then T1, T2, T1rho (C order of
+:meth:`ParameterGrid.lookup`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrfviewer.errors import MRFError
+
+AXES = ("b1", "t1_ms", "t2_ms", "t1rho_ms")
+#: Parameter names as used in maps and files, in the column order of ``params``.
+PARAMS = ("T1", "T2", "T1rho", "B1")
+_AXIS_OF_PARAM = {"T1": "t1_ms", "T2": "t2_ms", "T1rho": "t1rho_ms", "B1": "b1"}
+_CONSTRAINT_NAMES = {"t1": "t1_ms", "t2": "t2_ms", "t1rho": "t1rho_ms"}
+_MAX_ATOMS = 20_000_000
+#: Physical ordering of relaxation times: T2 <= T1rho <= T1.
+DEFAULT_CONSTRAINTS = ("t2<=t1", "t2<=t1rho", "t1rho<=t1")
+
+
+@dataclass(frozen=True, eq=False)
+class ParameterGrid:
+    """Axis values and constraints of a dictionary grid."""
+
+    t1_ms: np.ndarray
+    t2_ms: np.ndarray
+    t1rho_ms: np.ndarray
+    b1: np.ndarray = field(default_factory=lambda: np.array([1.0]))
+    constraints: tuple[str, ...] = DEFAULT_CONSTRAINTS
+
+    def axis(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+    @property
+    def has_b1(self) -> bool:
+        """True if B1 is a fitted dimension (more than one value)."""
+        return self.b1.size > 1
+
+    def lookup(self) -> np.ndarray:
+        """Atom index for every grid point, shape (nB1, nT1, nT2, nT1rho); -1 where excluded."""
+        b1, t1, t2, t1rho = np.meshgrid(self.b1, self.t1_ms, self.t2_ms, self.t1rho_ms, indexing="ij")
+        keep = np.ones(b1.shape, dtype=bool)
+        values = {"t1_ms": t1, "t2_ms": t2, "t1rho_ms": t1rho}
+        for c in self.constraints:
+            lhs, rhs = _parse_constraint(c)
+            keep &= values[lhs] <= values[rhs] * (1 + 1e-9)
+        table = np.full(keep.shape, -1, dtype=np.int64)
+        table[keep] = np.arange(int(keep.sum()))
+        return table
+
+    def atoms(self) -> tuple[np.ndarray, np.ndarray]:
+        """Parameters (n_atoms, 4: T1, T2, T1rho, B1) and axis indices (n_atoms, 4: same order)."""
+        table = self.lookup()
+        ib1, it1, it2, it1rho = np.nonzero(table >= 0)
+        params = np.stack([self.t1_ms[it1], self.t2_ms[it2], self.t1rho_ms[it1rho], self.b1[ib1]], axis=1)
+        index = np.stack([it1, it2, it1rho, ib1], axis=1)
+        return params, index
+
+    @property
+    def n_atoms(self) -> int:
+        return int((self.lookup() >= 0).sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "t1_ms": [float(v) for v in self.t1_ms],
+            "t2_ms": [float(v) for v in self.t2_ms],
+            "t1rho_ms": [float(v) for v in self.t1rho_ms],
+            "b1": [float(v) for v in self.b1],
+            "constraints": list(self.constraints),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @property
+    def hash(self) -> str:
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """(min, max) per parameter name (T1, T2, T1rho, B1)."""
+        return {p: (float(self.axis(a).min()), float(self.axis(a).max())) for p, a in _AXIS_OF_PARAM.items()}
+
+    def describe(self) -> str:
+        parts = [f"{p} {lo:g}-{hi:g} ({self.axis(_AXIS_OF_PARAM[p]).size})" for p, (lo, hi) in self.ranges().items()]
+        return ", ".join(parts) + f"; {self.n_atoms} atoms"
+
+
+def _parse_constraint(text: str) -> tuple[str, str]:
+    parts = text.replace(" ", "").lower().split("<=")
+    if len(parts) != 2 or parts[0] not in _CONSTRAINT_NAMES or parts[1] not in _CONSTRAINT_NAMES:
+        raise MRFError(f"constraint {text!r} not understood; use e.g. 't2<=t1' with t1, t2, t1rho")
+    return _CONSTRAINT_NAMES[parts[0]], _CONSTRAINT_NAMES[parts[1]]
+
+
+def _axis_values(raw: Any, name: str) -> np.ndarray:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        raw = [raw]
+    if isinstance(raw, list):
+        try:
+            values = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise MRFError(f"grid axis '{name}': values must be numbers") from None
+        if values.ndim != 1 or values.size == 0:
+            raise MRFError(f"grid axis '{name}': needs at least one value")
+    elif isinstance(raw, dict):
+        unknown = set(raw) - {"min", "max", "n", "step_percent", "spacing"}
+        if unknown:
+            raise MRFError(f"grid axis '{name}': unknown field(s) {', '.join(sorted(unknown))}")
+        try:
+            lo, hi = float(raw["min"]), float(raw["max"])
+        except (KeyError, TypeError, ValueError):
+            raise MRFError(f"grid axis '{name}': a range needs numeric 'min' and 'max'") from None
+        spacing = raw.get("spacing", "log")
+        if spacing not in ("log", "linear"):
+            raise MRFError(f"grid axis '{name}': spacing must be 'log' or 'linear'")
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 or hi < lo:
+            raise MRFError(f"grid axis '{name}': need 0 < min <= max, got min={lo:g}, max={hi:g}")
+        if "n" in raw:
+            n = raw["n"]
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100_000:
+                raise MRFError(f"grid axis '{name}': 'n' must be an integer between 1 and 100000")
+        elif "step_percent" in raw:
+            step = raw["step_percent"]
+            if isinstance(step, bool) or not isinstance(step, int | float) or not 0.01 <= step <= 1000:
+                raise MRFError(f"grid axis '{name}': 'step_percent' must be a number between 0.01 and 1000")
+            if spacing == "log":
+                n = int(math.ceil(math.log(hi / lo) / math.log1p(step / 100))) + 1
+            else:
+                n = int(math.ceil((hi - lo) / (lo * step / 100))) + 1
+        else:
+            raise MRFError(f"grid axis '{name}': a range needs 'n' or 'step_percent'")
+        if n == 1 or hi == lo:
+            values = np.array([lo])
+        else:
+            values = np.geomspace(lo, hi, n) if spacing == "log" else np.linspace(lo, hi, n)
+    else:
+        raise MRFError(f"grid axis '{name}': expected a list of values or a range object")
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise MRFError(f"grid axis '{name}': values must be finite and positive")
+    values = np.unique(values)
+    return values
+
+
+def grid_from_dict(raw: Any) -> ParameterGrid:
+    """Build and validate a :class:`ParameterGrid` from parsed JSON."""
+    if not isinstance(raw, dict):
+        raise MRFError("a grid must be a JSON object with t1_ms, t2_ms and t1rho_ms")
+    unknown = set(raw) - {*AXES, "constraints", "name", "description"}
+    if unknown:
+        raise MRFError(f"unknown grid field(s): {', '.join(sorted(unknown))}")
+    missing = [a for a in ("t1_ms", "t2_ms", "t1rho_ms") if a not in raw]
+    if missing:
+        raise MRFError(f"grid is missing {', '.join(missing)}")
+    constraints = raw.get("constraints", list(DEFAULT_CONSTRAINTS))
+    if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
+        raise MRFError("grid 'constraints' must be a list of strings such as 't2<=t1'")
+    for c in constraints:
+        _parse_constraint(c)
+    grid = ParameterGrid(
+        t1_ms=_axis_values(raw["t1_ms"], "t1_ms"),
+        t2_ms=_axis_values(raw["t2_ms"], "t2_ms"),
+        t1rho_ms=_axis_values(raw["t1rho_ms"], "t1rho_ms"),
+        b1=_axis_values(raw.get("b1", [1.0]), "b1"),
+        constraints=tuple(constraints),
+    )
+    total = grid.b1.size * grid.t1_ms.size * grid.t2_ms.size * grid.t1rho_ms.size
+    if total > _MAX_ATOMS:
+        raise MRFError(f"grid has {total} points before constraints; the limit is {_MAX_ATOMS}")
+    if grid.n_atoms == 0:
+        raise MRFError("no grid point satisfies the constraints")
+    return grid
+
+
+def load_grid(path: str | Path) -> ParameterGrid:
+    """Load a grid JSON file; errors name the file and the problem."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MRFError(f"grid file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise MRFError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MRFError(f"cannot read grid file {path}: {exc}") from None
+    try:
+        return grid_from_dict(raw)
+    except MRFError as exc:
+        raise MRFError(f"{path}: {exc}") from None
+
+
+def default_knee_grid() -> ParameterGrid:
+    """The default knee grid: T1 100-3000 ms, T2 and T1rho 5-300 ms, 5% log steps, B1 = 1.
+
+    The ranges cover cartilage, meniscus, muscle, marrow and fat at 3 T; synovial
+    fluid (T2 > 300 ms) lies outside and is matched to the grid edge.
+    """
+    return grid_from_dict(
+        {
+            "t1_ms": {"min": 100, "max": 3000, "step_percent": 5},
+            "t2_ms": {"min": 5, "max": 300, "step_percent": 5},
+            "t1rho_ms": {"min": 5, "max": 300, "step_percent": 5},
+        }
+    )

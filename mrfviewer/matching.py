@@ -1,0 +1,289 @@
+"""Dictionary matching (DM) in the SVD domain with bounded memory.
+
+For compressed voxel signals y (rank K) and unit-norm compressed atoms a_j, the
+best atom maximises |<a_j, y>|: a complex GEMM followed by an argmax. Voxels and
+atoms are processed in chunks whose correlation block fits ``memory_mb``, so
+peak memory does not grow with image or dictionary size.
+
+Outputs per voxel: the best atom, its T1, T2, T1rho (and B1), the complex
+proton density PD = <a_j, y> / scale_j (in units of M0) and the match quality
+|<a_j, y>| / ||y|| (normalised correlation, 1 = perfect).
+
+Sub-grid refinement (optional, on by default): a full quadratic (with cross
+terms) is fitted to the correlation of the voxel with the best atom and its
+grid neighbours in log-parameter space, and its peak, limited to one grid step,
+gives the parameters. Cross terms matter: T1 and T1rho trade off along a tilted
+valley, and axis-by-axis interpolation (or a linearised Gauss-Newton step) was
+several times less accurate in our tests. Voxels that match an atom to float
+precision are on the grid and keep its values exactly. PD is taken from the
+best atom.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from mrfviewer.dictionary import Dictionary
+from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
+from mrfviewer.errors import MRFError
+
+#: Default memory budget for the correlation blocks of matching, in MiB.
+DEFAULT_MEMORY_MB = 256
+# Bytes per voxel-atom pair in a block: complex64 correlation + float32 power.
+_BYTES_PER_PAIR = 12
+
+
+@dataclass
+class MatchResult:
+    """Per-voxel results of dictionary matching (1-D arrays over the matched voxels)."""
+
+    atom: np.ndarray  # int64 index of the best atom
+    params: np.ndarray  # (n, 4) float64: T1, T2, T1rho (ms), B1 (refined if requested)
+    pd: np.ndarray  # complex64 proton density (M0 units)
+    match: np.ndarray  # float32 normalised correlation in [0, 1]
+
+
+def chunk_sizes(n_voxels: int, n_atoms: int, memory_mb: float) -> tuple[int, int]:
+    """Voxel and atom chunk sizes whose correlation block fits ``memory_mb``."""
+    budget = max(float(memory_mb), 1.0) * 2**20 / _BYTES_PER_PAIR
+    atoms = int(min(n_atoms, max(256, budget // 256), 32768))
+    voxels = int(min(max(n_voxels, 1), max(1, budget // atoms)))
+    return voxels, atoms
+
+
+def best_atoms(
+    y: np.ndarray,
+    atoms: np.ndarray,
+    *,
+    memory_mb: float = DEFAULT_MEMORY_MB,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the best unit-norm atom for each voxel and the squared correlation.
+
+    Parameters
+    ----------
+    y
+        (n_voxels, K) complex compressed signals.
+    atoms
+        (n_atoms, K) complex unit-norm compressed atoms.
+
+    Returns
+    -------
+    (index, power)
+        ``index`` (n_voxels,) int64 and ``power`` = |<a, y>|^2 (n_voxels,) float32.
+    """
+    n_vox, n_atoms = y.shape[0], atoms.shape[0]
+    best = np.zeros(n_vox, dtype=np.int64)
+    best_power = np.full(n_vox, -1.0, dtype=np.float32)
+    if n_vox == 0:
+        return best, best_power
+    cv, ca = chunk_sizes(n_vox, n_atoms, memory_mb)
+    atoms_h = np.ascontiguousarray(atoms.conj().T.astype(np.complex64))  # (K, n_atoms)
+    y = y.astype(np.complex64, copy=False)
+    corr = np.empty((cv, ca), dtype=np.complex64)
+    power = np.empty((cv, ca), dtype=np.float32)
+    scratch = np.empty((cv, ca), dtype=np.float32)
+    total = n_vox * n_atoms
+    done = 0
+    for v0 in range(0, n_vox, cv):
+        v1 = min(v0 + cv, n_vox)
+        yv = y[v0:v1]
+        for a0 in range(0, n_atoms, ca):
+            check_cancel(cancel)
+            a1 = min(a0 + ca, n_atoms)
+            c = corr[: v1 - v0, : a1 - a0]
+            np.matmul(yv, atoms_h[:, a0:a1], out=c)
+            p = power[: v1 - v0, : a1 - a0]
+            np.multiply(c.real, c.real, out=p)
+            s = scratch[: v1 - v0, : a1 - a0]
+            np.multiply(c.imag, c.imag, out=s)
+            p += s
+            arg = np.argmax(p, axis=1)
+            val = p[np.arange(v1 - v0), arg]
+            better = val > best_power[v0:v1]
+            best[v0:v1][better] = arg[better] + a0
+            best_power[v0:v1][better] = val[better]
+            done += (v1 - v0) * (a1 - a0)
+            report(progress, done / total, "matching")
+    return best, best_power
+
+
+_TABLE_AXIS = (1, 2, 3, 0)  # position of T1, T2, T1rho, B1 in the grid lookup table
+#: Voxels whose best atom matches this well (1 - c^2) are on the grid: no refinement.
+_ON_GRID = 1e-6
+
+
+def _quadratic_design(n_free: int) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbourhood offsets {-1, 0, 1}^P and the design matrix of a full quadratic in them."""
+    offsets = np.array(list(itertools.product((-1, 0, 1), repeat=n_free)), dtype=np.int64)
+    x = offsets.astype(np.float64)
+    cols = [np.ones(len(x))] + [x[:, i] for i in range(n_free)]
+    cols += [x[:, i] * x[:, j] for i in range(n_free) for j in range(i, n_free)]
+    return offsets, np.stack(cols, axis=1)
+
+
+def _quadratic_peak(
+    table: np.ndarray, atoms: np.ndarray, y: np.ndarray, idx: np.ndarray, free: list[int]
+) -> np.ndarray:
+    """Offset (in grid steps, per free axis) of the peak of a quadratic fitted to |<a, y>|.
+
+    The fit uses the best atom and its grid neighbours at offsets {-1, 0, 1} along
+    every free axis (cross terms included, so tilted valleys are followed); missing
+    neighbours (grid edge, constraints) are left out of the least-squares fit.
+    """
+    offsets, design = _quadratic_design(len(free))
+    n, p = idx.shape[0], len(free)
+    pos = [idx[:, 3], idx[:, 0], idx[:, 1], idx[:, 2]]
+    pos = [np.repeat(q[:, None], len(offsets), axis=1) for q in pos]
+    valid = np.ones((n, len(offsets)), dtype=bool)
+    for col, axis in enumerate(free):
+        t = _TABLE_AXIS[axis]
+        shifted = pos[t] + offsets[None, :, col]
+        valid &= (shifted >= 0) & (shifted < table.shape[t])
+        pos[t] = np.clip(shifted, 0, table.shape[t] - 1)
+    neighbours = table[tuple(pos)]
+    valid &= neighbours >= 0
+    corr = np.abs(np.einsum("nmk,nk->nm", atoms[np.maximum(neighbours, 0)].conj(), y))
+    corr /= np.maximum(np.linalg.norm(y, axis=1), np.finfo(np.float64).tiny)[:, None]
+    w = valid.astype(np.float64)
+    normal = np.einsum("nm,mi,mj->nij", w, design, design)
+    normal += 1e-9 * np.eye(design.shape[1])
+    rhs = np.einsum("nm,mi,nm->ni", w, design, corr)
+    coef = np.linalg.solve(normal, rhs[..., None])[..., 0]
+    grad = coef[:, 1 : 1 + p]
+    hess = np.zeros((n, p, p))
+    c = 1 + p
+    for i in range(p):
+        for j in range(i, p):
+            if i == j:
+                hess[:, i, i] = 2 * coef[:, c]
+            else:
+                hess[:, i, j] = hess[:, j, i] = coef[:, c]
+            c += 1
+    # Only a concave fit has a peak; elsewhere stay on the best atom.
+    concave = np.all(np.linalg.eigvalsh(hess) < 0, axis=1)
+    delta = np.zeros((n, p))
+    if concave.any():
+        delta[concave] = -np.linalg.solve(hess[concave], grad[concave][..., None])[..., 0]
+    return np.nan_to_num(delta)
+
+
+def _refine(
+    dictionary: Dictionary,
+    atoms: np.ndarray,
+    y: np.ndarray,
+    best: np.ndarray,
+    fixed_b1: bool,
+    iterations: int = 3,
+    chunk: int = 2048,
+) -> np.ndarray:
+    """Sub-grid parameters by a quadratic fit of the correlation around the best atom.
+
+    When the fitted peak lies past a neighbouring grid point, the fit moves to that
+    neighbour and is repeated (at most ``iterations`` times); the final offset is
+    clamped to one grid step. Axes are log-spaced, so the offset is applied to the
+    logarithm of each parameter with the local grid step. Returns (n, 4) parameters.
+    """
+    grid = dictionary.grid
+    table = grid.lookup()
+    free = [0, 1, 2] + ([3] if grid.has_b1 and not fixed_b1 else [])
+    logs = [np.log(grid.axis(a)) for a in ("t1_ms", "t2_ms", "t1rho_ms", "b1")]
+    params = dictionary.params[best].copy()
+    for start in range(0, best.size, chunk):
+        sl = slice(start, start + chunk)
+        idx = dictionary.index[best[sl]].copy()
+        yc = y[sl]
+        for it in range(iterations):
+            delta = _quadratic_peak(table, atoms, yc, idx, free)
+            if it == iterations - 1:
+                break
+            step = np.rint(np.clip(delta, -1, 1)).astype(np.int64) * (np.abs(delta) > 1)
+            moved_idx = idx.copy()
+            for col, axis in enumerate(free):
+                moved_idx[:, axis] = np.clip(idx[:, axis] + step[:, col], 0, logs[axis].size - 1)
+            exists = table[moved_idx[:, 3], moved_idx[:, 0], moved_idx[:, 1], moved_idx[:, 2]] >= 0
+            moved = exists & np.any(moved_idx != idx, axis=1)
+            if not moved.any():
+                break
+            idx[moved] = moved_idx[moved]
+        delta = np.clip(delta, -1, 1)
+        for col, axis in enumerate(free):
+            lv = logs[axis]
+            i = idx[:, axis]
+            up = lv[np.minimum(i + 1, lv.size - 1)] - lv[i]
+            down = lv[i] - lv[np.maximum(i - 1, 0)]
+            local = np.where(delta[:, col] >= 0, up, down)
+            params[sl, axis] = np.exp(lv[i] + delta[:, col] * local)
+    return params
+
+
+def match_compressed(
+    dictionary: Dictionary,
+    y: np.ndarray,
+    *,
+    rank: int | None = None,
+    b1: np.ndarray | None = None,
+    refine: bool = True,
+    memory_mb: float = DEFAULT_MEMORY_MB,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> MatchResult:
+    """Match compressed signals ``y`` (n, rank) against the dictionary.
+
+    Parameters
+    ----------
+    dictionary
+        The dictionary (its signal type must suit the data: magnitude data need a
+        magnitude dictionary).
+    y
+        (n, rank) complex compressed voxel signals (``dictionary.project``).
+    rank
+        SVD rank to match at (default: the dictionary's).
+    b1
+        Optional (n,) relative B1 per voxel: each voxel is matched only against
+        atoms at the grid B1 nearest to it.
+    refine
+        Apply the sub-grid Gauss-Newton refinement.
+    memory_mb
+        Budget for the correlation blocks.
+    """
+    k = dictionary.rank if rank is None else int(rank)
+    if y.ndim != 2 or y.shape[1] != k:
+        raise MRFError(f"compressed signals must have shape (n, {k}), got {y.shape}")
+    _, atoms, scale = dictionary.compressed(k)
+    n = y.shape[0]
+    y = y.astype(np.complex64, copy=False)
+    best = np.zeros(n, dtype=np.int64)
+    power = np.zeros(n, dtype=np.float32)
+    if b1 is None:
+        best, power = best_atoms(y, atoms, memory_mb=memory_mb, progress=progress, cancel=cancel)
+    else:
+        b1 = np.asarray(b1, dtype=np.float64).reshape(-1)
+        if b1.shape != (n,):
+            raise MRFError(f"B1 map has {b1.size} values for {n} voxels")
+        grid_b1 = dictionary.grid.b1
+        nearest = np.argmin(np.abs(np.nan_to_num(b1, nan=1.0)[:, None] - grid_b1[None, :]), axis=1)
+        for ib in np.unique(nearest):
+            check_cancel(cancel)
+            voxels = np.nonzero(nearest == ib)[0]
+            candidates = np.nonzero(dictionary.index[:, 3] == ib)[0]
+            sub_best, sub_power = best_atoms(y[voxels], atoms[candidates], memory_mb=memory_mb, cancel=cancel)
+            best[voxels] = candidates[sub_best]
+            power[voxels] = sub_power
+        report(progress, 1.0, "matching")
+    y_norm = np.linalg.norm(y, axis=1)
+    match = np.sqrt(np.maximum(power, 0)) / np.maximum(y_norm, np.finfo(np.float32).tiny)
+    params = dictionary.params[best].copy()
+    if refine:
+        off_grid = 1.0 - match.astype(np.float64) ** 2 > _ON_GRID
+        if off_grid.any():
+            params[off_grid] = _refine(
+                dictionary, atoms, y[off_grid].astype(np.complex128), best[off_grid], fixed_b1=b1 is not None
+            )
+    inner = np.einsum("nk,nk->n", atoms[best].conj(), y)
+    pd = (inner / np.maximum(scale[best], np.finfo(np.float32).tiny)).astype(np.complex64)
+    return MatchResult(atom=best, params=params, pd=pd, match=np.clip(match, 0, 1).astype(np.float32))

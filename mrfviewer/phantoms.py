@@ -1,0 +1,269 @@
+"""Digital phantoms with known T1, T2, T1rho and PD: ground truth for tests and the demo.
+
+NIST/ISMRM system phantom (version 1), 3 T, 20 C: reference T1 and T2 of the
+T1 (NiCl2) and T2 (MnCl2) sphere arrays from the phantom manual as tabulated
+by Stupic et al., MRM 2021;86:1194. Each array has 14 spheres of 20 mm
+diameter, 10 on a 50 mm radius circle and 4 inside. The slice passes through
+the sphere centres. Schematic layout: spheres 1-10 clockwise from 12 o'clock
+on the circle, 11-14 on a 25 mm radius inside; the fluid around the spheres is
+not modelled (no signal). ASSUMPTION: T1rho is not published for these
+spheres; we take T1rho = T2 (dilute paramagnetic solutions show little T1rho
+dispersion at the few-hundred-Hz spin-lock amplitudes used in knee imaging).
+
+Digital knee: a schematic coronal slice (not anatomically exact) with femur,
+tibia and patella marrow, subcutaneous fat, muscle, synovial fluid, menisci and
+five cartilage compartments. Values at 3 T (one per tissue):
+
+* Cartilage T1 1200 ms (inversion recovery range 1100-1250 ms); regional T2
+  medial femoral 36.3, medial tibial 33.2, lateral femoral 38.2, lateral tibial
+  40.1 ms (PMC7016502); patellar T2 35 ms (ASSUMPTION, within 27-40 ms);
+  T1rho 48 +/- 3 ms healthy (Wang & Regatte, Acad Radiol 2014), split by
+  region 44-50 ms (ASSUMPTION).
+* Meniscus T1 600 ms (PMC7016502), T2 11.4 ms, T1rho 14.7 ms (Rauscher et al.,
+  Radiology 2008).
+* Muscle T1 950 ms, T2 26.0 ms, T1rho 31.7 ms (lower-leg MRF, Sharafi et al.,
+  MRM 2021).
+* Marrow T1 380 ms, T2 55 ms; subcutaneous fat T1 370 ms, T2 80 ms (within the
+  published 370-380 ms and 50-130 ms); T1rho 65 and 85 ms (ASSUMPTION).
+* Synovial fluid T1 3000 ms, T2 500 ms, T1rho 550 ms (ASSUMPTION; outside a
+  cartilage-focused dictionary, so it is matched to the grid edge).
+* Relative PD: ASSUMPTION, plausible water content (fluid 1.0, fat 0.95,
+  marrow 0.9, cartilage 0.8, muscle 0.75, meniscus 0.5).
+
+Each tissue gets a mild smooth spatial variation (+/- 4 %, different per
+parameter) so that values do not sit on a dictionary grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mrfviewer.errors import MRFError
+
+PARAMETERS = ("T1", "T2", "T1rho", "PD")
+
+# NIST/ISMRM system phantom v1, 3 T, 20 C (ms): T1 array (NiCl2) and T2 array (MnCl2).
+NIST_T1_ARRAY = {
+    "T1": [1989, 1454, 984.1, 706, 496.7, 351.5, 247.13, 175.3, 125.9, 89.0, 62.7, 44.53, 30.84, 21.719],
+    "T2": [1465, 1076, 717.9, 510.1, 359.6, 255.5, 180.8, 127.3, 90.3, 64.3, 45.7, 31.86, 22.38, 15.83],
+}
+NIST_T2_ARRAY = {
+    "T1": [2480, 2173, 1907, 1604, 1332, 1044, 801.7, 608.6, 458.4, 336.5, 244.2, 176.6, 126.9, 90.9],
+    "T2": [581.3, 403.5, 278.1, 190.94, 133.27, 96.89, 64.07, 46.42, 31.97, 22.56, 15.813, 11.237, 7.911, 5.592],
+}
+
+
+@dataclass(frozen=True)
+class Tissue:
+    """Nominal values of one labelled tissue."""
+
+    name: str
+    t1_ms: float
+    t2_ms: float
+    t1rho_ms: float
+    pd: float
+
+
+KNEE_TISSUES: dict[int, Tissue] = {
+    1: Tissue("femur marrow", 380, 55, 65, 0.9),
+    2: Tissue("tibia marrow", 380, 55, 65, 0.9),
+    3: Tissue("patella marrow", 380, 55, 65, 0.9),
+    4: Tissue("subcutaneous fat", 370, 80, 85, 0.95),
+    5: Tissue("muscle", 950, 26.0, 31.7, 0.75),
+    6: Tissue("synovial fluid", 3000, 500, 550, 1.0),
+    7: Tissue("meniscus", 600, 11.4, 14.7, 0.5),
+    8: Tissue("medial femoral cartilage", 1200, 36.3, 47, 0.8),
+    9: Tissue("lateral femoral cartilage", 1200, 38.2, 49, 0.8),
+    10: Tissue("medial tibial cartilage", 1200, 33.2, 44, 0.8),
+    11: Tissue("lateral tibial cartilage", 1200, 40.1, 50, 0.8),
+    12: Tissue("patellar cartilage", 1200, 35.0, 46, 0.8),
+}
+CARTILAGE_LABELS = (8, 9, 10, 11, 12)
+
+
+@dataclass
+class Phantom:
+    """Ground-truth maps (Z, Y, X), a label map and the per-label nominal values."""
+
+    name: str
+    t1_ms: np.ndarray
+    t2_ms: np.ndarray
+    t1rho_ms: np.ndarray
+    pd: np.ndarray
+    labels: np.ndarray
+    label_names: dict[int, str]
+    pixel_spacing_mm: tuple[float, float]
+    slice_thickness_mm: float
+    nominal: dict[int, Tissue] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.labels.shape
+
+    def maps(self) -> dict[str, np.ndarray]:
+        return {"T1": self.t1_ms, "T2": self.t2_ms, "T1rho": self.t1rho_ms, "PD": self.pd}
+
+
+def _check_shape(shape: tuple[int, int], n_slices: int) -> None:
+    if len(shape) != 2 or min(shape) < 8 or max(shape) > 2048:
+        raise MRFError(f"phantom image size must be two numbers between 8 and 2048, got {shape}")
+    if not 1 <= n_slices <= 64:
+        raise MRFError(f"phantom slices must be between 1 and 64, got {n_slices}")
+
+
+def _smooth_field(yy: np.ndarray, xx: np.ndarray, phase: float) -> np.ndarray:
+    """A smooth field in [-1, 1] varying over the image (a few low spatial frequencies)."""
+    f = np.sin(2.1 * xx + 1.3 * yy + phase) + 0.6 * np.cos(1.7 * yy - 2.6 * xx + 2 * phase)
+    return f / 1.6
+
+
+def _paint(labels: np.ndarray, nominal: dict[int, Tissue], yy: np.ndarray, xx: np.ndarray, z: int) -> dict:
+    maps = {p: np.zeros(labels.shape, dtype=np.float64) for p in PARAMETERS}
+    for label, tissue in nominal.items():
+        inside = labels == label
+        if not inside.any():
+            continue
+        for i, (p, value) in enumerate(
+            zip(PARAMETERS, (tissue.t1_ms, tissue.t2_ms, tissue.t1rho_ms, tissue.pd), strict=True)
+        ):
+            variation = 1 + 0.04 * _smooth_field(yy, xx, 1.1 * i + 0.7 * z)
+            maps[p][inside] = value * variation[inside]
+    # Keep the physical ordering T2 <= T1rho <= T1 after the variation.
+    maps["T1rho"] = np.clip(maps["T1rho"], maps["T2"], None)
+    return maps
+
+
+def _stack(slices: list[dict], labels: list[np.ndarray]) -> tuple[dict, np.ndarray]:
+    return {p: np.stack([s[p] for s in slices]) for p in PARAMETERS}, np.stack(labels).astype(np.int16)
+
+
+def knee_phantom(shape: tuple[int, int] = (128, 128), n_slices: int = 1, fov_mm: float = 160.0) -> Phantom:
+    """The schematic digital knee (coronal), ``n_slices`` slices of ``shape`` pixels.
+
+    Slices differ slightly in geometry and in the smooth variation of values.
+    """
+    _check_shape(shape, n_slices)
+    ny, nx = shape
+    y = (np.arange(ny) + 0.5) / ny * 2 - 1
+    x = (np.arange(nx) + 0.5) / nx * 2 - 1
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    all_maps, all_labels = [], []
+    for z in range(n_slices):
+        s = 1 + 0.03 * (z - (n_slices - 1) / 2) / max(n_slices, 1)
+        lab = np.zeros(shape, dtype=np.int16)
+        skin = (xx / 0.86) ** 2 + (yy / 1.25) ** 2 <= 1
+        inner = (xx / 0.79) ** 2 + (yy / 1.18) ** 2 <= 1
+        lab[skin] = 4
+        lab[inner] = 5
+        # Synovial fluid: gutters beside the condyles and a suprapatellar pouch.
+        for cx in (-0.6, 0.6):
+            lab[((xx - cx) / 0.06) ** 2 + ((yy + 0.12) / 0.14) ** 2 <= 1] = 6
+        lab[(np.abs(xx) < 0.2) & (yy > -0.67) & (yy < -0.62)] = 6
+        # Femur: shaft, condyles (medial at image left), joined by a metaphysis.
+        r = 0.26 * s
+        condyles = [(-0.28, -0.12), (0.28, -0.12)]
+        femur = (np.abs(xx) < 0.25) & (yy > -0.62) & (yy < -0.2)
+        femur |= (np.abs(xx) < 0.46) & (yy > -0.45) & (yy < -0.14)
+        for cx, cy in condyles:
+            femur |= (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
+        femur &= ~((xx**2 + (yy - 0.1) ** 2) <= 0.11**2)  # intercondylar notch
+        # Femoral cartilage: a 2.5 % FOV shell around the lower half of each condyle.
+        for label, (cx, cy) in zip((8, 9), condyles, strict=True):
+            d = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
+            lab[(d > r) & (d <= r + 0.035) & (yy > cy - 0.02)] = label
+        lab[femur] = 1
+        # Tibia with a flat plateau; tibial cartilage on it, menisci at the margins.
+        plateau = -0.12 + r + 0.045
+        tibia = ((np.abs(xx) < 0.56) & (yy > plateau + 0.035) & (yy < 0.58)) | ((np.abs(xx) < 0.3) & (yy >= 0.58))
+        lab[tibia] = 2
+        for label, sign in ((10, -1), (11, 1)):
+            lab[(sign * xx > 0.07) & (sign * xx < 0.5) & (yy > plateau) & (yy <= plateau + 0.035)] = label
+            # Meniscus: wedge thickening outward between condyle edge and plateau.
+            u = sign * xx
+            wedge = (u > 0.4) & (u < 0.6) & (yy <= plateau) & (yy > plateau - 0.03 - 0.5 * (u - 0.4))
+            lab[wedge] = 7
+        # Patella (schematic: above the femoral shaft) with cartilage on its deep face.
+        lab[(xx / 0.2) ** 2 + ((yy + 0.83) / 0.11) ** 2 <= 1] = 3
+        lab[(np.abs(xx) < 0.18) & (yy > -0.72) & (yy <= -0.67)] = 12
+        all_labels.append(lab)
+        all_maps.append(_paint(lab, KNEE_TISSUES, yy, xx, z))
+    maps, labels = _stack(all_maps, all_labels)
+    spacing = fov_mm / max(shape)
+    return Phantom(
+        name="digital knee",
+        t1_ms=maps["T1"],
+        t2_ms=maps["T2"],
+        t1rho_ms=maps["T1rho"],
+        pd=maps["PD"],
+        labels=labels,
+        label_names={k: t.name for k, t in KNEE_TISSUES.items()},
+        pixel_spacing_mm=(spacing, spacing),
+        slice_thickness_mm=3.0,
+        nominal=dict(KNEE_TISSUES),
+    )
+
+
+def nist_sphere_centres_mm() -> np.ndarray:
+    """(14, 2) sphere centres (x, y) in mm of the schematic layout (y down)."""
+    ring = [(50 * np.sin(a), -50 * np.cos(a)) for a in np.deg2rad(np.arange(10) * 36.0)]
+    inner = [(25 * np.sin(a), -25 * np.cos(a)) for a in np.deg2rad(45.0 + np.arange(4) * 90.0)]
+    return np.array(ring + inner)
+
+
+def nist_phantom(
+    shape: tuple[int, int] = (128, 128), n_slices: int = 1, array: str = "T2", fov_mm: float = 150.0
+) -> Phantom:
+    """One relaxation array of the NIST/ISMRM system phantom (see module docstring).
+
+    Parameters
+    ----------
+    array
+        ``"T2"`` (MnCl2 spheres) or ``"T1"`` (NiCl2 spheres).
+    """
+    _check_shape(shape, n_slices)
+    table = {"T1": NIST_T1_ARRAY, "T2": NIST_T2_ARRAY}.get(array.upper())
+    if table is None:
+        raise MRFError(f"NIST phantom array must be 'T1' or 'T2', got {array!r}")
+    ny, nx = shape
+    spacing = fov_mm / max(shape)
+    y = (np.arange(ny) - (ny - 1) / 2) * spacing
+    x = (np.arange(nx) - (nx - 1) / 2) * spacing
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    lab = np.zeros(shape, dtype=np.int16)
+    for i, (cx, cy) in enumerate(nist_sphere_centres_mm()):
+        lab[(xx - cx) ** 2 + (yy - cy) ** 2 <= 10.0**2] = i + 1
+    nominal = {
+        i + 1: Tissue(f"sphere {i + 1}", float(t1), float(t2), float(t2), 1.0)
+        for i, (t1, t2) in enumerate(zip(table["T1"], table["T2"], strict=True))
+    }
+    maps = {p: np.zeros(shape) for p in PARAMETERS}
+    for label, tissue in nominal.items():
+        inside = lab == label
+        maps["T1"][inside], maps["T2"][inside] = tissue.t1_ms, tissue.t2_ms
+        maps["T1rho"][inside], maps["PD"][inside] = tissue.t1rho_ms, tissue.pd
+    stacked = {p: np.repeat(v[None], n_slices, axis=0) for p, v in maps.items()}
+    return Phantom(
+        name=f"NIST/ISMRM system phantom, {array.upper()} array",
+        t1_ms=stacked["T1"],
+        t2_ms=stacked["T2"],
+        t1rho_ms=stacked["T1rho"],
+        pd=stacked["PD"],
+        labels=np.repeat(lab[None], n_slices, axis=0),
+        label_names={k: t.name for k, t in nominal.items()},
+        pixel_spacing_mm=(spacing, spacing),
+        slice_thickness_mm=5.0,
+        nominal=nominal,
+    )
+
+
+def make_phantom(name: str, shape: tuple[int, int] = (128, 128), n_slices: int = 1) -> Phantom:
+    """``"knee"``, ``"nist"`` (T2 array) or ``"nist-t1"`` (T1 array)."""
+    if name == "knee":
+        return knee_phantom(shape, n_slices)
+    if name in ("nist", "nist-t2"):
+        return nist_phantom(shape, n_slices, "T2")
+    if name == "nist-t1":
+        return nist_phantom(shape, n_slices, "T1")
+    raise MRFError(f"unknown phantom {name!r}; choose knee, nist or nist-t1")
