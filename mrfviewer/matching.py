@@ -78,38 +78,36 @@ def best_atoms(
     """
     n_vox, n_atoms = y.shape[0], atoms.shape[0]
     best = np.zeros(n_vox, dtype=np.int64)
-    best_power = np.full(n_vox, -1.0, dtype=np.float32)
+    best_mag = np.full(n_vox, -1.0, dtype=np.float32)
     if n_vox == 0:
-        return best, best_power
+        return best, best_mag
     cv, ca = chunk_sizes(n_vox, n_atoms, memory_mb)
-    atoms_h = np.ascontiguousarray(atoms.conj().T.astype(np.complex64))  # (K, n_atoms)
-    y = y.astype(np.complex64, copy=False)
-    corr = np.empty((cv, ca), dtype=np.complex64)
-    power = np.empty((cv, ca), dtype=np.float32)
-    scratch = np.empty((cv, ca), dtype=np.float32)
+    atoms_conj = np.conjugate(atoms.astype(np.complex64, copy=False))  # (n_atoms, K), one copy
+    y = np.ascontiguousarray(y, dtype=np.complex64)
+    # Flat buffers: every block below is a contiguous view, so BLAS writes in place.
+    corr_buf = np.empty(cv * ca, dtype=np.complex64)
+    mag_buf = np.empty(cv * ca, dtype=np.float32)
     total = n_vox * n_atoms
     done = 0
     for v0 in range(0, n_vox, cv):
         v1 = min(v0 + cv, n_vox)
-        yv = y[v0:v1]
+        rows = np.arange(v1 - v0)
         for a0 in range(0, n_atoms, ca):
             check_cancel(cancel)
             a1 = min(a0 + ca, n_atoms)
-            c = corr[: v1 - v0, : a1 - a0]
-            np.matmul(yv, atoms_h[:, a0:a1], out=c)
-            p = power[: v1 - v0, : a1 - a0]
-            np.multiply(c.real, c.real, out=p)
-            s = scratch[: v1 - v0, : a1 - a0]
-            np.multiply(c.imag, c.imag, out=s)
-            p += s
-            arg = np.argmax(p, axis=1)
-            val = p[np.arange(v1 - v0), arg]
-            better = val > best_power[v0:v1]
+            shape = (v1 - v0, a1 - a0)
+            c = corr_buf[: shape[0] * shape[1]].reshape(shape)
+            np.matmul(y[v0:v1], atoms_conj[a0:a1].T, out=c)
+            m = mag_buf[: shape[0] * shape[1]].reshape(shape)
+            np.abs(c, out=m)
+            arg = np.argmax(m, axis=1)
+            val = m[rows, arg]
+            better = val > best_mag[v0:v1]
             best[v0:v1][better] = arg[better] + a0
-            best_power[v0:v1][better] = val[better]
+            best_mag[v0:v1][better] = val[better]
             done += (v1 - v0) * (a1 - a0)
             report(progress, done / total, "matching")
-    return best, best_power
+    return best, best_mag**2
 
 
 _TABLE_AXIS = (1, 2, 3, 0)  # position of T1, T2, T1rho, B1 in the grid lookup table

@@ -26,6 +26,19 @@ def coil_phase(shape: tuple[int, int, int]) -> np.ndarray:
     return 0.9 * x - 0.6 * y + 0.5 * (x * x + y * y) + 0.2 * z + 0.3
 
 
+def add_noise(signal: np.ndarray, snr: float, rng: np.random.Generator, reference: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Add complex Gaussian noise at ``snr`` (module definition) to ``signal`` (..., T).
+
+    ``reference`` (n, T) are the noise-free fingerprints that define the signal
+    level (default: ``signal`` itself, all rows). Returns the noisy signal and sigma.
+    """
+    ref = signal if reference is None else reference
+    rms = np.sqrt(np.mean(np.abs(ref.reshape(-1, ref.shape[-1])) ** 2, axis=-1))
+    sigma = float(rms.mean() / snr)
+    noise = rng.standard_normal((2, *signal.shape), dtype=np.float32) * np.float32(sigma / np.sqrt(2))
+    return (signal + (noise[0] + 1j * noise[1])).astype(np.complex64), sigma
+
+
 def synthesize_series(
     phantom: Phantom,
     sequence: Sequence,
@@ -71,11 +84,7 @@ def synthesize_series(
     data[:, fg] = signal.T
     sigma = 0.0
     if snr is not None and np.isfinite(snr):
-        rms = np.sqrt(np.mean(np.abs(signal) ** 2, axis=1))
-        sigma = float(rms.mean() / snr)
-        rng = np.random.default_rng(seed)
-        noise = rng.standard_normal((2, *data.shape), dtype=np.float32) * np.float32(sigma / np.sqrt(2))
-        data += noise[0] + 1j * noise[1]
+        data, sigma = add_noise(data, snr, np.random.default_rng(seed), reference=signal)
     truth = phantom.maps()
     if b1 is not None:
         truth["B1"] = np.asarray(b1_map, dtype=np.float64)

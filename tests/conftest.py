@@ -51,3 +51,39 @@ def make_tiny_sequence(n_fisp: int = 40, n_flash: int = 20) -> Sequence:
 @pytest.fixture(scope="session")
 def tiny_sequence() -> Sequence:
     return make_tiny_sequence()
+
+
+@pytest.fixture(scope="session")
+def tiny_grid():
+    from mrfviewer.grid import grid_from_dict
+
+    return grid_from_dict(
+        {
+            "t1_ms": {"min": 200, "max": 2500, "step_percent": 15},
+            "t2_ms": {"min": 8, "max": 200, "step_percent": 15},
+            "t1rho_ms": {"min": 8, "max": 250, "step_percent": 15},
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_dictionary(tiny_sequence, tiny_grid):
+    from mrfviewer.dictionary import generate_dictionary
+
+    return generate_dictionary(tiny_sequence, tiny_grid)
+
+
+@pytest.fixture(scope="session")
+def knee_dictionary(knee_sequence):
+    """The shipped knee sequence on a coarse (9 % step) knee grid: about 45k atoms."""
+    from mrfviewer.dictionary import generate_dictionary
+    from mrfviewer.grid import grid_from_dict
+
+    grid = grid_from_dict(
+        {
+            "t1_ms": {"min": 100, "max": 3000, "step_percent": 9},
+            "t2_ms": {"min": 5, "max": 300, "step_percent": 9},
+            "t1rho_ms": {"min": 5, "max": 300, "step_percent": 9},
+        }
+    )
+    return generate_dictionary(knee_sequence, grid)

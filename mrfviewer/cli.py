@@ -1,0 +1,328 @@
+"""The ``mrfviewer`` command: one entry point for all headless work.
+
+Every subcommand reports bad input as one line on stderr and exits non-zero
+(2 for bad input, 130 when cancelled with Ctrl-C, 1 for an internal error);
+``--debug`` shows the traceback of internal errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from mrfviewer import __version__
+from mrfviewer.engine import CancelToken, ProgressCallback
+from mrfviewer.errors import Cancelled, MRFError
+
+EXIT_BAD_INPUT = 2
+EXIT_CANCELLED = 130
+
+_EPILOG = """\
+examples:
+  mrfviewer simulate --t1 1200 --t2 35 --t1rho 45 --output fingerprint.csv
+  mrfviewer dictionary --output knee_dict.h5
+  mrfviewer synthesize --phantom knee --snr 50 --output knee.h5
+  mrfviewer reconstruct knee.h5 --method dm --output maps/
+  mrfviewer demo --output demo/
+
+Without --sequence the shipped knee T1/T2/T1rho sequence is used
+(assets/sequences/knee_t1_t2_t1rho.json). Times are in ms, angles in degrees.
+"""
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str, enabled: bool = True) -> Iterator[ProgressCallback]:
+    """A tqdm bar on stderr driven by a core progress callback (fraction, message)."""
+    if not enabled:
+        yield lambda fraction, message: None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=1000,
+        desc=label,
+        unit="",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
+        file=sys.stderr,
+        leave=False,
+    )
+
+    def update(fraction: float, message: str) -> None:
+        bar.n = int(round(fraction * 1000))
+        bar.set_postfix_str(message[:40], refresh=False)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+@contextlib.contextmanager
+def _cancel_on_interrupt() -> Iterator[CancelToken]:
+    """A cancel token set by Ctrl-C, so long jobs stop cleanly between chunks."""
+    token = CancelToken()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: object) -> None:
+        if token.cancelled:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        token.cancel()
+
+    with contextlib.suppress(ValueError):  # not in the main thread
+        signal.signal(signal.SIGINT, handler)
+    try:
+        yield token
+    finally:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGINT, previous)
+
+
+def _sequence(args: argparse.Namespace):
+    from mrfviewer.resources import default_sequence_path
+    from mrfviewer.sequence import load_sequence
+
+    return load_sequence(args.sequence or default_sequence_path())
+
+
+def _grid(args: argparse.Namespace):
+    from mrfviewer.grid import default_knee_grid, load_grid
+
+    return load_grid(args.grid) if getattr(args, "grid", None) else default_knee_grid()
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(text, file=sys.stderr)
+
+
+def cmd_simulate(args: argparse.Namespace, cancel: CancelToken) -> int:
+    import numpy as np
+
+    from mrfviewer.io.atomic import atomic_write_text
+    from mrfviewer.simulation import simulate_fingerprints
+
+    sequence = _sequence(args)
+    fp = simulate_fingerprints(sequence, args.t1, args.t2, args.t1rho, args.b1, double=True)[0].numpy()
+    lines = ["index,real,imag"] + [f"{i},{v.real:.9g},{v.imag:.9g}" for i, v in enumerate(fp)]
+    atomic_write_text(args.output, "\n".join(lines) + "\n", overwrite=args.overwrite)
+    _say(args, f"wrote {len(fp)} time points to {args.output} (|signal| max {np.abs(fp).max():.4g}, M0 = 1)")
+    return 0
+
+
+def cmd_dictionary(args: argparse.Namespace, cancel: CancelToken) -> int:
+    from mrfviewer.dictionary import DictionarySettings, generate_dictionary, save_dictionary
+    from mrfviewer.io.atomic import check_writable_target
+
+    sequence, grid = _sequence(args), _grid(args)
+    check_writable_target(Path(args.output), args.overwrite)
+    settings = DictionarySettings(
+        signal="magnitude" if args.magnitude else "complex", energy=args.energy, rank=args.rank
+    )
+    start = time.perf_counter()
+    with _progress_bar("dictionary", not args.quiet) as progress:
+        dictionary = generate_dictionary(sequence, grid, settings, progress=progress, cancel=cancel)
+    elapsed = time.perf_counter() - start
+    save_dictionary(dictionary, args.output, overwrite=args.overwrite)
+    _say(args, f"{dictionary.describe()}")
+    _say(args, f"generated in {elapsed:.1f} s ({dictionary.n_atoms / elapsed:.0f} atoms/s); wrote {args.output}")
+    return 0
+
+
+def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
+    from mrfviewer.io.series_h5 import write_series_h5
+    from mrfviewer.phantoms import make_phantom
+    from mrfviewer.synthesis import synthesize_series
+
+    if args.format != "hdf5":
+        raise MRFError(f"output format {args.format!r} is not available in this version (use hdf5)")
+    sequence = _sequence(args)
+    phantom = make_phantom(args.phantom, (args.size, args.size), args.slices)
+    snr = None if args.snr <= 0 else args.snr
+    with _progress_bar("synthesize", not args.quiet) as progress:
+        series = synthesize_series(
+            phantom,
+            sequence,
+            snr=snr,
+            magnitude=args.magnitude,
+            with_coil_phase=not args.no_coil_phase,
+            seed=args.seed,
+            progress=progress,
+            cancel=cancel,
+        )
+    write_series_h5(series, args.output, overwrite=args.overwrite)
+    _say(args, f"wrote {series.data.shape} {series.data.dtype} series of the {phantom.name} to {args.output}")
+    return 0
+
+
+def _load_input_series(args: argparse.Namespace):
+    from mrfviewer.io.series_h5 import read_series_h5
+
+    path = Path(args.input)
+    if path.is_dir():
+        raise MRFError(f"{path} is a folder; reading DICOM folders is not available in this version (use HDF5)")
+    series = read_series_h5(path)
+    if args.sequence:
+        series = series.with_sequence(_sequence(args))
+    elif series.sequence is None:
+        raise MRFError(f"{path} names no sequence: give one with --sequence SEQ.json")
+    return series
+
+
+def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
+    from mrfviewer.dictionary import load_dictionary
+    from mrfviewer.io.atomic import check_writable_target
+    from mrfviewer.io.export import export_all
+    from mrfviewer.maps import FILE_STEMS
+    from mrfviewer.reconstruction import ReconstructionSettings, reconstruct
+
+    series = _load_input_series(args)
+    output = Path(args.output)
+    if output.resolve() == Path(args.input).resolve().parent and not args.overwrite:
+        raise MRFError("refusing to write into the input's folder; choose another --output")
+    for stem in [*FILE_STEMS.values(), "maps"]:
+        for ext in (".nii.gz", ".json", ".npz"):
+            if stem != "maps" or ext == ".npz":
+                check_writable_target(output / f"{stem}{ext}", args.overwrite)
+    settings = ReconstructionSettings(
+        method=args.method,
+        mask_threshold=args.mask_threshold,
+        memory_mb=args.memory_mb,
+        refine=not args.no_refine,
+        rank=args.rank,
+    )
+    dictionary = load_dictionary(args.dictionary) if args.dictionary else None
+    start = time.perf_counter()
+    with _progress_bar(f"reconstruct ({args.method})", not args.quiet) as progress:
+        maps = reconstruct(series, settings, grid=_grid(args), dictionary=dictionary, progress=progress, cancel=cancel)
+    elapsed = time.perf_counter() - start
+    written = export_all(maps, output, units=args.units, overwrite=args.overwrite)
+    n = int(maps.mask.sum())
+    _say(args, f"reconstructed {n} voxels in {elapsed:.1f} s; wrote {len(written)} files to {output}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, cancel: CancelToken) -> int:
+    from mrfviewer.demo import run_demo
+
+    with _progress_bar("demo", not args.quiet) as progress:
+        summary = run_demo(Path(args.output), overwrite=args.overwrite, progress=progress, cancel=cancel)
+    _say(args, summary)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mrfviewer",
+        description="Quantitative MR fingerprinting of the knee: T1, T2 and T1rho maps "
+        "by dictionary matching, from simulation to exported maps.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mrfviewer {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        return p
+
+    def seq_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--sequence", metavar="SEQ.json", help="sequence file (default: the shipped knee sequence)")
+
+    def overwrite_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+    p = add("simulate", "Simulate one fingerprint and write it as CSV (index,real,imag; M0 = 1).")
+    seq_arg(p)
+    p.add_argument("--t1", type=float, required=True, metavar="MS", help="T1 in ms")
+    p.add_argument("--t2", type=float, required=True, metavar="MS", help="T2 in ms")
+    p.add_argument("--t1rho", type=float, required=True, metavar="MS", help="T1rho in ms")
+    p.add_argument("--b1", type=float, default=1.0, help="relative B1 (default 1)")
+    p.add_argument("--output", required=True, metavar="OUT.csv")
+    overwrite_arg(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = add("dictionary", "Generate an SVD-compressed dictionary (HDF5).")
+    seq_arg(p)
+    p.add_argument("--grid", metavar="GRID.json", help="parameter grid (default: knee grid, 5%% log steps)")
+    p.add_argument("--output", required=True, metavar="DICT.h5")
+    p.add_argument("--rank", type=int, help="SVD rank (default: from --energy)")
+    p.add_argument("--energy", type=float, default=0.9999, help="SVD energy to keep (default 0.9999)")
+    p.add_argument("--magnitude", action="store_true", help="dictionary of magnitude fingerprints")
+    overwrite_arg(p)
+    p.set_defaults(func=cmd_dictionary)
+
+    p = add("synthesize", "Synthesize an MRF image series of a digital phantom.")
+    seq_arg(p)
+    p.add_argument("--phantom", choices=["knee", "nist", "nist-t1"], default="knee")
+    p.add_argument("--snr", type=float, default=50.0, help="SNR (mean RMS signal / noise SD; 0 = noiseless)")
+    p.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
+    p.add_argument("--slices", type=int, default=1, help="number of slices (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--magnitude", action="store_true", help="magnitude images instead of complex")
+    p.add_argument("--no-coil-phase", action="store_true", help="no smooth receive phase")
+    p.add_argument("--format", choices=["hdf5"], default="hdf5")
+    p.add_argument("--output", required=True, metavar="SERIES.h5")
+    overwrite_arg(p)
+    p.set_defaults(func=cmd_synthesize)
+
+    p = add("reconstruct", "Reconstruct T1, T2, T1rho, PD and match maps from a series.")
+    p.add_argument("input", metavar="INPUT", help="HDF5 series file")
+    seq_arg(p)
+    p.add_argument("--method", choices=["dm", "nn"], default="dm", help="dictionary matching (dm)")
+    p.add_argument("--output", required=True, metavar="DIR")
+    p.add_argument("--grid", metavar="GRID.json", help="dictionary grid (default: knee grid)")
+    p.add_argument("--dictionary", metavar="DICT.h5", help="use this dictionary file instead of the cache")
+    p.add_argument("--mask-threshold", type=float, default=0.05, help="background threshold (default 0.05)")
+    p.add_argument("--memory-mb", type=float, default=256, help="matching memory budget in MiB (default 256)")
+    p.add_argument("--rank", type=int, help="SVD rank for matching (default: the dictionary's)")
+    p.add_argument("--no-refine", action="store_true", help="no sub-grid refinement")
+    p.add_argument("--units", choices=["ms", "s"], default="ms", help="time units of NIfTI maps")
+    overwrite_arg(p)
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = add("demo", "Synthesize the demo (digital knee + NIST phantom) and reconstruct it.")
+    p.add_argument("--output", default="mrfviewer-demo", metavar="DIR", help="output folder")
+    overwrite_arg(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="mrfviewer: %(message)s")
+    try:
+        with _cancel_on_interrupt() as cancel:
+            return int(args.func(args, cancel))
+    except MRFError as exc:
+        print(f"mrfviewer: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (Cancelled, KeyboardInterrupt):
+        print("mrfviewer: cancelled; no output was written", file=sys.stderr)
+        return EXIT_CANCELLED
+    except MemoryError:
+        print("mrfviewer: error: out of memory; lower --memory-mb or use a smaller input", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+        if args.debug:
+            raise
+        print(f"mrfviewer: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""ROI statistics of parameter maps (numbers for tables and CSV exports)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mrfviewer.io.atomic import atomic_write_text
+from mrfviewer.maps import ParameterMaps
+
+CSV_COLUMNS = (
+    "label",
+    "map",
+    "unit",
+    "n_voxels",
+    "n_excluded",
+    "mean",
+    "sd",
+    "median",
+    "iqr",
+    "min",
+    "max",
+    "series_uid",
+    "slice",
+    "method",
+)
+
+
+@dataclass
+class RoiStats:
+    """Statistics of one map inside one ROI; SD uses ddof = 1."""
+
+    label: str
+    map: str
+    unit: str
+    n_voxels: int
+    n_excluded: int
+    mean: float
+    sd: float
+    median: float
+    iqr: float
+    min: float
+    max: float
+
+
+def roi_statistics(values: np.ndarray, roi: np.ndarray, label: str, map_name: str, unit: str) -> RoiStats:
+    """Statistics of ``values`` inside the boolean mask ``roi`` (non-finite voxels are excluded)."""
+    inside = values[roi]
+    finite = inside[np.isfinite(inside)]
+    n, excluded = int(finite.size), int(inside.size - finite.size)
+    if n == 0:
+        nan = float("nan")
+        return RoiStats(label, map_name, unit, 0, excluded, nan, nan, nan, nan, nan, nan)
+    q1, median, q3 = np.percentile(finite, [25, 50, 75])
+    sd = float(np.std(finite, ddof=1)) if n > 1 else float("nan")
+    return RoiStats(
+        label,
+        map_name,
+        unit,
+        n,
+        excluded,
+        float(finite.mean()),
+        sd,
+        float(median),
+        float(q3 - q1),
+        float(finite.min()),
+        float(finite.max()),
+    )
+
+
+def label_statistics(
+    maps: ParameterMaps, labels: np.ndarray, label_names: dict[int, str], map_names: list[str] | None = None
+) -> list[RoiStats]:
+    """Statistics per label (all slices together) and map."""
+    names = map_names or [m for m in ("T1", "T2", "T1rho", "B1", "PD") if m in maps.values]
+    rows = []
+    for label in sorted(int(v) for v in np.unique(labels) if v != 0):
+        roi = labels == label
+        name = label_names.get(label, f"label {label}")
+        rows.extend(roi_statistics(maps.values[m], roi, name, m, maps.unit(m)) for m in names)
+    return rows
+
+
+def stats_to_csv(rows: list[RoiStats], maps: ParameterMaps, slice_text: str = "all") -> str:
+    """CSV text with the columns of :data:`CSV_COLUMNS`."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in rows:
+        writer.writerow(
+            [r.label, r.map, r.unit, r.n_voxels, r.n_excluded]
+            + [f"{v:.6g}" for v in (r.mean, r.sd, r.median, r.iqr, r.min, r.max)]
+            + [maps.series_uid, slice_text, maps.method]
+        )
+    return buffer.getvalue()
+
+
+def write_stats_csv(
+    rows: list[RoiStats], maps: ParameterMaps, path: str | Path, overwrite: bool = False, slice_text: str = "all"
+) -> Path:
+    """Write ROI statistics as CSV, atomically."""
+    return atomic_write_text(path, stats_to_csv(rows, maps, slice_text), overwrite=overwrite)
