@@ -26,7 +26,9 @@ def coil_phase(shape: tuple[int, int, int]) -> np.ndarray:
     return 0.9 * x - 0.6 * y + 0.5 * (x * x + y * y) + 0.2 * z + 0.3
 
 
-def add_noise(signal: np.ndarray, snr: float, rng: np.random.Generator, reference: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+def add_noise(
+    signal: np.ndarray, snr: float, rng: np.random.Generator, reference: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
     """Add complex Gaussian noise at ``snr`` (module definition) to ``signal`` (..., T).
 
     ``reference`` (n, T) are the noise-free fingerprints that define the signal

@@ -102,8 +102,14 @@ def test_generation_can_be_cancelled_and_reports_progress(tiny_sequence, tiny_gr
             token.cancel()
 
     with pytest.raises(Cancelled):
-        generate_dictionary(tiny_sequence, tiny_grid, DictionarySettings(svd_atoms=200), chunk_atoms=100,
-                            progress=progress, cancel=token)
+        generate_dictionary(
+            tiny_sequence,
+            tiny_grid,
+            DictionarySettings(svd_atoms=200),
+            chunk_atoms=100,
+            progress=progress,
+            cancel=token,
+        )
     assert seen and all(0 <= f <= 1 for f in seen)
     assert not list(cache_dir().glob("*.h5")) if cache_dir().exists() else True
 

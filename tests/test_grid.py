@@ -40,8 +40,10 @@ def test_lookup_inverts_atom_indices():
         ({"t1_ms": [100], "t2_ms": [500], "t1rho_ms": [600]}, "no grid point"),
         ({"t1_ms": [100], "t2_ms": [5], "t1rho_ms": [5], "constraints": ["t2<t1"]}, "not understood"),
         ({"t1_ms": [100], "t2_ms": [5], "t1rho_ms": [5], "t3": 1}, "unknown grid field"),
-        ({"t1_ms": {"min": 1, "max": 1e6, "n": 100000}, "t2_ms": {"min": 1, "max": 2, "n": 1000},
-          "t1rho_ms": [5]}, "limit"),
+        (
+            {"t1_ms": {"min": 1, "max": 1e6, "n": 100000}, "t2_ms": {"min": 1, "max": 2, "n": 1000}, "t1rho_ms": [5]},
+            "limit",
+        ),
     ],
 )
 def test_invalid_grids_name_the_problem(raw, message):

@@ -97,8 +97,9 @@ def test_b1_map_restricts_matching(tiny_sequence):
     from mrfviewer.dictionary import generate_dictionary
     from mrfviewer.grid import grid_from_dict
 
-    grid = grid_from_dict({"t1_ms": [400, 800, 1600], "t2_ms": [20, 40, 80], "t1rho_ms": [30, 60, 100],
-                           "b1": [0.8, 0.9, 1.0, 1.1]})
+    grid = grid_from_dict(
+        {"t1_ms": [400, 800, 1600], "t2_ms": [20, 40, 80], "t1rho_ms": [30, 60, 100], "b1": [0.8, 0.9, 1.0, 1.1]}
+    )
     d = generate_dictionary(tiny_sequence, grid)
     atoms = np.flatnonzero(d.params[:, 3] == 0.9)[:20]
     y = d.project(_fingerprints(d, d.params[atoms]))
