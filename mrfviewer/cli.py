@@ -131,6 +131,19 @@ def cmd_dictionary(args: argparse.Namespace, cancel: CancelToken) -> int:
     elapsed = time.perf_counter() - start
     save_dictionary(dictionary, args.output, overwrite=args.overwrite)
     _say(args, f"{dictionary.describe()}")
+    if args.rank_report:
+        from mrfviewer.io.atomic import atomic_write_text
+        from mrfviewer.rank import rank_analysis
+
+        rows = rank_analysis(dictionary, snr=args.rank_snr or None)
+        lines = ["rank,energy,min_atom_energy,mape_t1_pct,mape_t2_pct,mape_t1rho_pct,seconds"]
+        lines += [
+            f"{r.rank},{r.energy:.8f},{r.min_atom_energy:.6f},{r.mape_t1:.4f},{r.mape_t2:.4f},"
+            f"{r.mape_t1rho:.4f},{r.seconds:.3f}"
+            for r in rows
+        ]
+        atomic_write_text(args.rank_report, "\n".join(lines) + "\n", overwrite=args.overwrite)
+        _say(args, f"wrote the rank analysis to {args.rank_report}")
     _say(args, f"generated in {elapsed:.1f} s ({dictionary.n_atoms / elapsed:.0f} atoms/s); wrote {args.output}")
     return 0
 
@@ -205,6 +218,10 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
     written = export_all(maps, output, units=args.units, overwrite=args.overwrite)
     n = int(maps.mask.sum())
     _say(args, f"reconstructed {n} voxels in {elapsed:.1f} s; wrote {len(written)} files to {output}")
+    edge = maps.settings.get("voxels_at_grid_edge", {})
+    if edge:
+        detail = ", ".join(f"{v} with {k} ms" if not k.startswith("B1") else f"{v} with {k}" for k, v in edge.items())
+        _say(args, f"note: values at the dictionary's range limits (outside its range?): {detail}")
     return 0
 
 
@@ -259,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", type=int, help="SVD rank (default: from --energy)")
     p.add_argument("--energy", type=float, default=0.9999, help="SVD energy to keep (default 0.9999)")
     p.add_argument("--magnitude", action="store_true", help="dictionary of magnitude fingerprints")
+    p.add_argument("--rank-report", metavar="RANK.csv", help="also write matching error vs SVD rank (CSV)")
+    p.add_argument("--rank-snr", type=float, default=0, help="SNR of the rank-report test set (0 = noiseless)")
     overwrite_arg(p)
     p.set_defaults(func=cmd_dictionary)
 
@@ -284,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", metavar="GRID.json", help="dictionary grid (default: knee grid)")
     p.add_argument("--dictionary", metavar="DICT.h5", help="use this dictionary file instead of the cache")
     p.add_argument("--mask-threshold", type=float, default=0.05, help="background threshold (default 0.05)")
-    p.add_argument("--memory-mb", type=float, default=256, help="matching memory budget in MiB (default 256)")
+    p.add_argument("--memory-mb", type=float, default=64, help="matching memory budget in MiB (default 64)")
     p.add_argument("--rank", type=int, help="SVD rank for matching (default: the dictionary's)")
     p.add_argument("--no-refine", action="store_true", help="no sub-grid refinement")
     p.add_argument("--units", choices=["ms", "s"], default="ms", help="time units of NIfTI maps")

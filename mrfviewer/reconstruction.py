@@ -120,6 +120,7 @@ def reconstruct_dm(
     values["match"] = _scatter(result.match, mask, shape)
     atom = np.full(shape, -1, dtype=np.int64)
     atom[mask] = result.atom
+    edge = grid_edge_counts(dictionary, result.params)
     report(progress, 1.0, "done")
     return ParameterMaps(
         values=values,
@@ -131,8 +132,28 @@ def reconstruct_dm(
         atom=atom,
         pd_phase=_scatter(np.angle(result.pd), mask, shape),
         series_uid=series.uid,
-        settings={**asdict(settings), "rank": rank, "dictionary": dictionary.describe()},
+        settings={
+            **asdict(settings),
+            "rank": rank,
+            "dictionary": dictionary.describe(),
+            "voxels_at_grid_edge": edge,
+        },
     )
+
+
+def grid_edge_counts(dictionary: Dictionary, params: np.ndarray) -> dict[str, int]:
+    """Voxels whose value sits at a bound of the grid, per parameter and side.
+
+    Such values are clipped by the dictionary range (e.g. synovial fluid with T2
+    above the grid's maximum) and should not be read as measurements.
+    """
+    counts = {}
+    for col, (name, (lo, hi)) in enumerate(dictionary.grid.ranges().items()):
+        if lo == hi:
+            continue
+        counts[f"{name} <= {lo:g}"] = int(np.sum(params[:, col] <= lo * (1 + 1e-6)))
+        counts[f"{name} >= {hi:g}"] = int(np.sum(params[:, col] >= hi * (1 - 1e-6)))
+    return {k: v for k, v in counts.items() if v}
 
 
 def _scatter(values: np.ndarray, mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

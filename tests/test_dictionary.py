@@ -126,3 +126,25 @@ def test_bad_settings_are_rejected():
         DictionarySettings(signal="phase").validate()
     with pytest.raises(MRFError, match="energy"):
         DictionarySettings(energy=1.5).validate()
+
+
+def test_rank_analysis_error_falls_with_rank(tiny_dictionary):
+    from mrfviewer.rank import rank_analysis
+
+    rows = rank_analysis(tiny_dictionary, [1, 2, tiny_dictionary.rank], n_test=150)
+    assert [r.rank for r in rows] == [1, 2, tiny_dictionary.rank]
+    energies = [r.energy for r in rows]
+    assert energies == sorted(energies) and energies[-1] >= 0.9999
+    worst = lambda r: max(r.mape_t1, r.mape_t2, r.mape_t1rho)  # noqa: E731
+    assert worst(rows[-1]) < worst(rows[0]) and worst(rows[-1]) < 5.0
+
+
+def test_grid_edge_voxels_are_counted(knee_dictionary):
+    import numpy as np
+
+    from mrfviewer.reconstruction import grid_edge_counts
+
+    params = np.array([[1000.0, 300.0, 300.0, 1.0], [1000.0, 40.0, 50.0, 1.0]])
+    params[0, 1] = knee_dictionary.grid.t2_ms.max()
+    counts = grid_edge_counts(knee_dictionary, params)
+    assert counts == {"T2 >= 300": 1, "T1rho >= 300": 1}
