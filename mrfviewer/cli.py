@@ -44,16 +44,22 @@ def _progress_bar(label: str, enabled: bool = True) -> Iterator[ProgressCallback
         return
     from tqdm import tqdm
 
+    # disable=None: no bar when stderr is not a terminal (logs, CI, pipes).
     bar = tqdm(
         total=1000,
         desc=label,
-        unit="",
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
         file=sys.stderr,
         leave=False,
+        disable=None,
     )
+    last = [0.0]
 
     def update(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.2 and fraction < 1.0:  # redraw at most 5 times a second
+            return
+        last[0] = now
         bar.n = int(round(fraction * 1000))
         bar.set_postfix_str(message[:40], refresh=False)
         bar.refresh()

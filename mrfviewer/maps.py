@@ -21,7 +21,17 @@ UNITS = {
     "uncertainty_T1rho": "ms",
 }
 #: File stem of each map (BIDS qMRI style suffixes).
-FILE_STEMS = {"T1": "T1map", "T2": "T2map", "T1rho": "T1rhomap", "B1": "B1map", "PD": "PDmap", "match": "matchmap"}
+FILE_STEMS = {
+    "T1": "T1map",
+    "T2": "T2map",
+    "T1rho": "T1rhomap",
+    "B1": "B1map",
+    "PD": "PDmap",
+    "match": "matchmap",
+    "uncertainty_T1": "T1uncertaintymap",
+    "uncertainty_T2": "T2uncertaintymap",
+    "uncertainty_T1rho": "T1rhouncertaintymap",
+}
 
 
 @dataclass

@@ -12,6 +12,8 @@ from mrfviewer.errors import MRFError
 from mrfviewer.grid import ParameterGrid, default_knee_grid
 from mrfviewer.maps import ParameterMaps
 from mrfviewer.matching import DEFAULT_MEMORY_MB, match_compressed
+from mrfviewer.nn.inference import predict
+from mrfviewer.nn.model_io import LoadedModel, default_model_path, load_model
 from mrfviewer.series import Series
 
 
@@ -52,14 +54,12 @@ def signal_mask(series: Series, threshold: float, chunk: int = 65536) -> np.ndar
     return (finite & (norms > threshold * reference) & (norms > 0)).reshape(series.spatial_shape)
 
 
-def project_series(
-    series: Series, dictionary: Dictionary, mask: np.ndarray, rank: int, chunk: int = 16384
-) -> np.ndarray:
-    """SVD coefficients (n_masked, rank) of the masked voxels, computed chunk by chunk."""
+def project_series(series: Series, basis: np.ndarray, mask: np.ndarray, chunk: int = 16384) -> np.ndarray:
+    """SVD coefficients (n_masked, K) of the masked voxels for a (K, T) basis, chunk by chunk."""
     flat = series.data.reshape(series.n_timepoints, -1)
     voxels = np.flatnonzero(mask)
-    basis_conj = dictionary.basis[:rank].conj()  # (K, T)
-    out = np.empty((voxels.size, rank), dtype=np.complex64)
+    basis_conj = basis.conj()  # (K, T)
+    out = np.empty((voxels.size, basis.shape[0]), dtype=np.complex64)
     for start in range(0, voxels.size, chunk):
         sel = voxels[start : start + chunk]
         out[start : start + sel.size] = (basis_conj @ flat[:, sel].astype(np.complex64)).T
@@ -98,7 +98,7 @@ def reconstruct_dm(
         raise MRFError(f"B1 map has shape {np.shape(b1_map)}, the series {series.spatial_shape}")
     check_cancel(cancel)
     report(progress, 0.02, "projecting onto the SVD basis")
-    y = project_series(series, dictionary, mask, rank)
+    y = project_series(series, dictionary.basis[:rank], mask)
     if not series.is_complex:
         y = y.astype(np.complex64)
     result = match_compressed(
@@ -156,6 +156,55 @@ def grid_edge_counts(dictionary: Dictionary, params: np.ndarray) -> dict[str, in
     return {k: v for k, v in counts.items() if v}
 
 
+def check_model_for(series: Series, model: LoadedModel) -> None:
+    """Raise a clear error if the network was trained for another sequence or signal type."""
+    meta = model.metadata
+    if series.sequence is not None and series.sequence.hash != meta["sequence_hash"]:
+        raise MRFError(
+            f"the network {model.name} was trained for sequence '{meta.get('sequence_name', '?')}' "
+            f"({meta['sequence_hash']}), the series uses '{series.sequence.name}' ({series.sequence.hash})"
+        )
+    if series.n_timepoints != meta["n_timepoints"]:
+        raise MRFError(f"series has {series.n_timepoints} time points, the network expects {meta['n_timepoints']}")
+    if series.is_complex != (meta["signal"] == "complex"):
+        kind = "complex" if series.is_complex else "magnitude"
+        raise MRFError(f"the series holds {kind} data but the network {model.name} was trained on {meta['signal']}")
+
+
+def reconstruct_nn(
+    series: Series,
+    model: LoadedModel,
+    settings: ReconstructionSettings | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> ParameterMaps:
+    """Neural-network reconstruction: T1, T2, T1rho (B1), PD and per-parameter uncertainty maps."""
+    settings = settings or ReconstructionSettings(method="nn")
+    settings.validate()
+    check_model_for(series, model)
+    mask = signal_mask(series, settings.mask_threshold)
+    check_cancel(cancel)
+    y = project_series(series, model.basis, mask)
+    result = predict(model, y, progress=scaled(progress, 0.1, 1.0), cancel=cancel)
+    shape = series.spatial_shape
+    values = {name: _scatter(result.params[:, i], mask, shape) for i, name in enumerate(model.param_names)}
+    values["PD"] = _scatter(result.pd, mask, shape)
+    for i, name in enumerate(model.param_names):
+        if name != "B1":
+            values[f"uncertainty_{name}"] = _scatter(result.sd[:, i], mask, shape)
+    return ParameterMaps(
+        values=values,
+        mask=mask,
+        method="nn",
+        sequence_hash=model.metadata["sequence_hash"],
+        source=model.identity,
+        geometry=series.geometry,
+        series_uid=series.uid,
+        settings={**asdict(settings), "model": model.name, "svd_rank": int(model.basis.shape[0])},
+    )
+
+
 def _scatter(values: np.ndarray, mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     out = np.full(shape, np.nan, dtype=np.float32)
     out[mask] = values
@@ -168,16 +217,22 @@ def reconstruct(
     *,
     grid: ParameterGrid | None = None,
     dictionary: Dictionary | None = None,
+    model: LoadedModel | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> ParameterMaps:
-    """Reconstruct ``series`` with the method of ``settings`` (the dictionary is cached)."""
+    """Reconstruct ``series`` with the method of ``settings``.
+
+    DM uses ``dictionary`` or the cached dictionary of ``grid``; NN uses ``model``
+    or the shipped model.
+    """
     settings = settings or ReconstructionSettings()
     settings.validate()
     if series.sequence is None:
         raise MRFError("the series has no sequence: give one (e.g. --sequence SEQ.json)")
     if settings.method == "nn":
-        raise MRFError("the NN method needs a trained model; it is not available in this version")
+        loaded = model if model is not None else load_model(default_model_path())
+        return reconstruct_nn(series, loaded, settings, progress=progress, cancel=cancel)
     if dictionary is None:
         signal = "complex" if series.is_complex else "magnitude"
         dictionary = get_dictionary(
