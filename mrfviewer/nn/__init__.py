@@ -1,0 +1,1 @@
+"""Neural-network mapping: an MLP on SVD-compressed fingerprints (features, model, training, inference)."""
