@@ -29,6 +29,8 @@ examples:
   mrfviewer dictionary --output knee_dict.h5
   mrfviewer synthesize --phantom knee --snr 50 --output knee.h5
   mrfviewer reconstruct knee.h5 --method dm --output maps/
+  mrfviewer train --output models/my_model
+  mrfviewer reconstruct knee.h5 --method nn --output nn_maps/
   mrfviewer demo --output demo/
 
 Without --sequence the shipped knee T1/T2/T1rho sequence is used
@@ -216,10 +218,17 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
         refine=not args.no_refine,
         rank=args.rank,
     )
-    dictionary = load_dictionary(args.dictionary) if args.dictionary else None
+    dictionary = load_dictionary(args.dictionary) if args.dictionary and args.method == "dm" else None
+    model = None
+    if args.method == "nn" and args.model:
+        from mrfviewer.nn.model_io import load_model
+
+        model = load_model(args.model)
     start = time.perf_counter()
     with _progress_bar(f"reconstruct ({args.method})", not args.quiet) as progress:
-        maps = reconstruct(series, settings, grid=_grid(args), dictionary=dictionary, progress=progress, cancel=cancel)
+        maps = reconstruct(
+            series, settings, grid=_grid(args), dictionary=dictionary, model=model, progress=progress, cancel=cancel
+        )
     elapsed = time.perf_counter() - start
     written = export_all(maps, output, units=args.units, overwrite=args.overwrite)
     n = int(maps.mask.sum())
@@ -228,6 +237,51 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
     if edge:
         detail = ", ".join(f"{v} with {k} ms" if not k.startswith("B1") else f"{v} with {k}" for k, v in edge.items())
         _say(args, f"note: values at the dictionary's range limits (outside its range?): {detail}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, cancel: CancelToken) -> int:
+    import json
+
+    from mrfviewer.io.atomic import check_writable_target
+    from mrfviewer.nn.model_io import METADATA, WEIGHTS, save_model
+    from mrfviewer.nn.training import TrainConfig, config_from_dict, train
+
+    sequence = _sequence(args)
+    config = TrainConfig()
+    if args.config:
+        try:
+            raw = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise MRFError(f"training config not found: {args.config}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MRFError(f"{args.config}: cannot read training config ({exc})") from None
+        try:
+            config = config_from_dict(raw)
+        except MRFError as exc:
+            raise MRFError(f"{args.config}: {exc}") from None
+    if args.grid:
+        config.grid = _grid(args).to_dict()
+    if args.seed is not None:
+        config.seed = args.seed
+    if args.epochs is not None:
+        config.epochs = args.epochs
+    config.validate()
+    output = Path(args.output)
+    for name in (WEIGHTS, METADATA):
+        check_writable_target(output / name, args.overwrite)
+    checkpoint = output / "checkpoint.pt"
+    with _progress_bar("train", not args.quiet) as progress:
+        result = train(sequence, config, checkpoint=checkpoint, resume=args.resume, progress=progress, cancel=cancel)
+    save_model(result, output, overwrite=args.overwrite)
+    checkpoint.unlink(missing_ok=True)
+    mape = result.val_mape[f"snr_{config.val_snr:g}"]
+    errors = ", ".join(f"{k} {v:.2f} %" for k, v in mape.items())
+    _say(
+        args,
+        f"trained in {result.seconds:.0f} s ({len(result.history)} epochs); validation MAPE at SNR "
+        f"{config.val_snr:g}: {errors}; wrote {output}",
+    )
     return 0
 
 
@@ -304,7 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("reconstruct", "Reconstruct T1, T2, T1rho, PD and match maps from a series.")
     p.add_argument("input", metavar="INPUT", help="HDF5 series file")
     seq_arg(p)
-    p.add_argument("--method", choices=["dm", "nn"], default="dm", help="dictionary matching (dm)")
+    p.add_argument(
+        "--method", choices=["dm", "nn"], default="dm", help="dictionary matching (dm) or neural network (nn)"
+    )
+    p.add_argument("--model", metavar="MODEL_DIR", help="network for --method nn (default: the shipped model)")
     p.add_argument("--output", required=True, metavar="DIR")
     p.add_argument("--grid", metavar="GRID.json", help="dictionary grid (default: knee grid)")
     p.add_argument("--dictionary", metavar="DICT.h5", help="use this dictionary file instead of the cache")
@@ -315,6 +372,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", choices=["ms", "s"], default="ms", help="time units of NIfTI maps")
     overwrite_arg(p)
     p.set_defaults(func=cmd_reconstruct)
+
+    p = add("train", "Train a network that maps fingerprints to T1, T2, T1rho (writes model.pt + model.json).")
+    seq_arg(p)
+    p.add_argument("--config", metavar="TRAIN.json", help="training settings (JSON; see TrainConfig)")
+    p.add_argument("--grid", metavar="GRID.json", help="parameter ranges (default: knee grid)")
+    p.add_argument("--epochs", type=int, help="override the number of epochs")
+    p.add_argument("--seed", type=int, help="override the random seed")
+    p.add_argument("--output", required=True, metavar="models/NAME", help="model folder")
+    p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
+    overwrite_arg(p)
+    p.set_defaults(func=cmd_train)
 
     p = add("demo", "Synthesize the demo (digital knee + NIST phantom) and reconstruct it.")
     p.add_argument("--output", default="mrfviewer-demo", metavar="DIR", help="output folder")

@@ -131,7 +131,8 @@ def load_model(folder: str | Path) -> LoadedModel:
     state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
     try:
         net.load_state_dict(state, strict=True)
-        basis = (tensors["basis_real"].numpy() + 1j * tensors["basis_imag"].numpy()).astype(np.complex64)
+        basis = np.empty(tuple(tensors["basis_real"].shape), dtype=np.complex64)
+        basis.real, basis.imag = tensors["basis_real"].numpy(), tensors["basis_imag"].numpy()
         mean, sd = tensors["target_mean"].double(), tensors["target_sd"].double()
     except (KeyError, RuntimeError) as exc:
         raise MRFError(f"{weights_path}: weights do not match the metadata ({str(exc)[:200]})") from None

@@ -250,7 +250,9 @@ class TrainResult:
 
 
 def basis_hash(basis: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(basis, dtype=np.complex64).tobytes()).hexdigest()[:16]
+    """Content hash of an SVD basis (real and imaginary parts as float32, signed zeros unified)."""
+    parts = [np.ascontiguousarray(np.asarray(x, dtype=np.float32) + np.float32(0.0)) for x in (basis.real, basis.imag)]
+    return hashlib.sha256(parts[0].tobytes() + parts[1].tobytes()).hexdigest()[:16]
 
 
 def train(

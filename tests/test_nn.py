@@ -1,0 +1,208 @@
+"""Neural-network mapping: features, determinism, resume, safe loading, refusal, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mrfviewer.engine import CancelToken
+from mrfviewer.errors import Cancelled, MRFError
+from mrfviewer.nn.features import fingerprint_features
+from mrfviewer.nn.inference import predict
+from mrfviewer.nn.model_io import load_model, save_model
+from mrfviewer.nn.training import TrainConfig, config_from_dict, make_training_data, train
+from mrfviewer.phantoms import knee_phantom
+from mrfviewer.reconstruction import reconstruct_nn
+from mrfviewer.synthesis import synthesize_series
+
+TINY = dict(
+    hidden=[32, 32],
+    n_train=3000,
+    n_val=500,
+    epochs=6,
+    batch_size=256,
+    rank=8,
+    grid={
+        "t1_ms": {"min": 200, "max": 2500, "n": 5},
+        "t2_ms": {"min": 8, "max": 200, "n": 5},
+        "t1rho_ms": {"min": 8, "max": 250, "n": 5},
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_training(tiny_sequence):
+    config = TrainConfig(**TINY)
+    data = make_training_data(tiny_sequence, config)
+    return config, data, train(tiny_sequence, config, data=data)
+
+
+def test_features_ignore_pd_and_receive_phase():
+    rng = np.random.default_rng(0)
+    y = torch.from_numpy((rng.standard_normal((10, 6)) + 1j * rng.standard_normal((10, 6))).astype(np.complex64))
+    scaled = y * (3.7 * np.exp(1.2j))
+    np.testing.assert_allclose(fingerprint_features(y), fingerprint_features(scaled), atol=1e-5)
+    assert fingerprint_features(y).shape == (10, 12)
+
+
+def test_training_learns_and_is_deterministic(tiny_sequence, tiny_training):
+    config, data, first = tiny_training
+    again = train(tiny_sequence, config, data=data)
+    for (k, a), b in zip(first.model.state_dict().items(), again.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    history = first.history
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    mape = first.val_mape["noiseless"]
+    assert set(mape) == {"T1", "T2", "T1rho"} and all(np.isfinite(v) and v < 60 for v in mape.values())
+
+
+def test_resume_continues_exactly(tmp_path, tiny_sequence, tiny_training):
+    config, data, _ = tiny_training
+    straight = train(tiny_sequence, config, data=data)
+    ckpt = tmp_path / "checkpoint.pt"
+    token = CancelToken()
+
+    def stop_after_three(fraction, message):
+        if message.startswith("epoch 3:"):
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        train(tiny_sequence, config, data=data, checkpoint=ckpt, progress=stop_after_three, cancel=token)
+    assert ckpt.exists()
+    resumed = train(tiny_sequence, config, data=data, checkpoint=ckpt, resume=True)
+    assert len(resumed.history) == len(straight.history)
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_save_load_round_trip_predicts_the_same(tmp_path, tiny_training):
+    _, data, result = tiny_training
+    save_model(result, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    y = data.coeffs[-50:].numpy()
+    out = predict(loaded, y)
+    with torch.no_grad():
+        raw, _ = result.model(fingerprint_features(torch.from_numpy(y)))
+    expected = torch.exp(raw.double()[:, :-1] * result.sd[:-1] + result.mean[:-1]).numpy()
+    np.testing.assert_allclose(out.params, expected, rtol=1e-5)
+    assert np.all(out.sd > 0)
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    for key in (
+        "sequence_hash",
+        "parameter_ranges",
+        "svd_rank",
+        "basis_sha256",
+        "normalisation",
+        "architecture",
+        "training",
+        "history",
+        "validation_mape_pct",
+    ):
+        assert key in meta
+    with pytest.raises(MRFError, match="exists"):
+        save_model(result, tmp_path / "m")
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/mrfviewer-pwned-by-pickle",))
+
+
+def test_crafted_pickle_is_refused_and_not_run(tmp_path, tiny_training):
+    import os
+    import pickle
+
+    _, _, result = tiny_training
+    folder = save_model(result, tmp_path / "m")
+    marker = "/tmp/mrfviewer-pwned-by-pickle"
+    if os.path.exists(marker):
+        os.remove(marker)
+    with open(folder / "model.pt", "wb") as fh:
+        pickle.dump({"net.x": _Payload()}, fh)
+    with pytest.raises(MRFError, match="refused|cannot read"):
+        load_model(folder)
+    assert not os.path.exists(marker)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.pop("sequence_hash"), "lacks 'sequence_hash'"),
+        (lambda m: m.update(format="other"), "not an mrfviewer network"),
+        (lambda m: m["architecture"].update(hidden=[-1]), "invalid architecture"),
+        (lambda m: m["architecture"].update(hidden=[33, 32]), "do not match"),
+        (lambda m: m.update(basis_sha256="0" * 16), "basis does not match"),
+    ],
+)
+def test_invalid_metadata_is_refused(tmp_path, tiny_training, change, message):
+    _, _, result = tiny_training
+    folder = save_model(result, tmp_path / "m")
+    meta = json.loads((folder / "model.json").read_text())
+    change(meta)
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(MRFError, match=message):
+        load_model(folder)
+
+
+def test_model_for_another_sequence_is_refused(tmp_path, knee_sequence, tiny_training):
+    _, _, result = tiny_training
+    loaded = load_model(save_model(result, tmp_path / "m"))
+    series = synthesize_series(knee_phantom((16, 16)), knee_sequence, snr=None)
+    with pytest.raises(MRFError, match="trained for sequence 'tiny'"):
+        reconstruct_nn(series, loaded)
+
+
+def test_nn_reconstruction_gives_maps_and_uncertainty(tmp_path, tiny_sequence, tiny_training):
+    _, _, result = tiny_training
+    loaded = load_model(save_model(result, tmp_path / "m"))
+    ph = knee_phantom((24, 24))
+    maps = reconstruct_nn(synthesize_series(ph, tiny_sequence, snr=100), loaded)
+    assert {"T1", "T2", "T1rho", "PD", "uncertainty_T1", "uncertainty_T2", "uncertainty_T1rho"} <= set(maps.values)
+    muscle = ph.labels == 5
+    assert np.nanmean(maps.values["PD"][muscle]) == pytest.approx(0.75, rel=0.2)
+    assert np.all(np.isnan(maps.values["T1"][ph.labels == 0]))
+
+
+def test_bad_training_configs(tmp_path):
+    with pytest.raises(MRFError, match="unknown training setting"):
+        config_from_dict({"learnign_rate": 1})
+    with pytest.raises(MRFError, match="activation"):
+        config_from_dict({"activation": "softsign"})
+    with pytest.raises(MRFError, match="snr_min"):
+        config_from_dict({"snr_min": 10, "snr_max": None})
+
+
+def test_train_and_reconstruct_through_the_cli(tmp_path, tiny_sequence):
+    from mrfviewer.cli import main
+
+    seq = tmp_path / "seq.json"
+    tiny_sequence.save(seq)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({**TINY, "epochs": 2}))
+    model = tmp_path / "models" / "tiny"
+    assert main(["-q", "train", "--sequence", str(seq), "--config", str(cfg), "--output", str(model)]) == 0
+    assert (model / "model.pt").exists() and not (model / "checkpoint.pt").exists()
+    series = tmp_path / "s.h5"
+    assert main(["-q", "synthesize", "--sequence", str(seq), "--size", "16", "--output", str(series)]) == 0
+    out = tmp_path / "nn"
+    assert main(["-q", "reconstruct", str(series), "--method", "nn", "--model", str(model), "--output", str(out)]) == 0
+    assert (out / "T1uncertaintymap.nii.gz").exists() and (out / "T1rhomap.nii.gz").exists()
+    assert (
+        main(
+            [
+                "-q",
+                "reconstruct",
+                str(series),
+                "--method",
+                "nn",
+                "--model",
+                str(tmp_path),
+                "--output",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
