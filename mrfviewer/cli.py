@@ -285,6 +285,58 @@ def cmd_train(args: argparse.Namespace, cancel: CancelToken) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace, cancel: CancelToken) -> int:
+    from mrfviewer.study import full_preset, quick_preset, run_study
+
+    sequence = _sequence(args)
+    preset = quick_preset() if args.quick else full_preset()
+    output = Path(args.output)
+    if (output / "study.csv").exists() and not args.overwrite:
+        raise MRFError(
+            f"{output / 'study.csv'} already exists; choose another output or allow overwriting (--overwrite)"
+        )
+    with _progress_bar(f"study ({preset.name})", not args.quiet) as progress:
+        result = run_study(sequence, output, preset, progress=progress, cancel=cancel)
+    best, dm = result["best"], result["best_dm"]
+    _say(
+        args,
+        f"best NN: {best['factor']} = {best['level']} (mean MAPE {best['mape_mean']:.2f} %); "
+        f"best DM: {dm['level']} ({dm['mape_mean']:.2f} %); wrote {output / 'study.md'}",
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, cancel: CancelToken) -> int:
+    from mrfviewer.dictionary import get_dictionary, load_dictionary
+    from mrfviewer.evaluation import EvaluationSettings, run_evaluation
+    from mrfviewer.nn.model_io import default_model_path, load_model
+
+    model = load_model(args.model or default_model_path())
+    sequence = _sequence(args) if args.sequence else None
+    output = Path(args.output)
+    if (output / "report.md").exists() and not args.overwrite:
+        raise MRFError(
+            f"{output / 'report.md'} already exists; choose another output or allow overwriting (--overwrite)"
+        )
+    with _progress_bar("evaluate", not args.quiet) as progress:
+        if args.dictionary:
+            dictionary = load_dictionary(args.dictionary)
+        else:
+            from mrfviewer.resources import default_sequence_path
+            from mrfviewer.sequence import load_sequence
+
+            dictionary = get_dictionary(sequence or load_sequence(default_sequence_path()), _grid(args), cancel=cancel)
+        if dictionary.sequence.hash != model.metadata["sequence_hash"]:
+            raise MRFError(
+                f"the network {model.name} was trained for another sequence than the dictionary "
+                f"('{dictionary.sequence.name}')"
+            )
+        settings = EvaluationSettings.quick() if args.quick else EvaluationSettings()
+        path = run_evaluation(output, dictionary, model, settings, progress=progress, cancel=cancel)
+    _say(args, f"wrote {path}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.demo import run_demo
 
@@ -383,6 +435,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
     overwrite_arg(p)
     p.set_defaults(func=cmd_train)
+
+    p = add("study", "Fine-tuning study: sweep training choices and DM settings; CSV, figures, best config.")
+    seq_arg(p)
+    p.add_argument("--output", required=True, metavar="DIR")
+    p.add_argument("--quick", action="store_true", help="minutes instead of about an hour")
+    overwrite_arg(p)
+    p.set_defaults(func=cmd_study)
+
+    p = add("evaluate", "DM vs NN evaluation report (synthetic, NIST phantom, digital knee, timing).")
+    seq_arg(p)
+    p.add_argument("--output", required=True, metavar="DIR")
+    p.add_argument("--model", metavar="MODEL_DIR", help="network (default: the shipped model)")
+    p.add_argument("--dictionary", metavar="DICT.h5", help="dictionary file (default: cached knee grid)")
+    p.add_argument("--grid", metavar="GRID.json", help="dictionary grid (default: knee grid)")
+    p.add_argument("--quick", action="store_true", help="small test set and images (about a minute)")
+    overwrite_arg(p)
+    p.set_defaults(func=cmd_evaluate)
 
     p = add("demo", "Synthesize the demo (digital knee + NIST phantom) and reconstruct it.")
     p.add_argument("--output", default="mrfviewer-demo", metavar="DIR", help="output folder")
