@@ -41,4 +41,5 @@ class MRFNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body((x - self.in_mean) / self.in_sd)
-        return self.mean(h), self.log_var(h).clamp(-20, 10)
+        # The variance head learns from detached features so it cannot disturb the mean fit.
+        return self.mean(h), self.log_var(h.detach()).clamp(-20, 10)

@@ -1,0 +1,507 @@
+"""Reading MRF series from DICOM folders (pydicom).
+
+Scanning reads headers only (``stop_before_pixels``), tolerates non-DICOM files
+and DICOMDIR, and groups images into patients / studies / series.
+
+Assembling an MRF series into (T, Z, Y, X):
+
+* slices: images grouped by ImagePositionPatient projected on the slice normal
+  (from ImageOrientationPatient), sorted along the normal;
+* time points, within each slice, ordered by the first of these keys that is
+  present on every image and distinct within the slice: TemporalPositionIdentifier
+  (Enhanced MR: TemporalPositionIndex), AcquisitionNumber, InstanceNumber,
+  TriggerTime, AcquisitionTime; duplicated values are an error, never a guess;
+* magnitude and phase: ImageType value 3 (``M`` / ``P``) or, for Enhanced MR, the
+  frame's ComplexImageComponent; phase images may sit in the same series or in a
+  partner series of the same study with the same geometry and time points; phase
+  stored values map linearly from [0, 2^BitsStored) to [-pi, pi);
+* rescale slope and intercept applied to magnitude; Enhanced MR per-frame and
+  shared functional groups (plane position, pixel measures, pixel value
+  transformation, frame content) are supported as well as classic single frames.
+
+The sequence comes from a sidecar ``mrf_sequence.json`` in the series folder or
+from the caller; its number of time points must match.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
+from mrfviewer.errors import MRFError
+from mrfviewer.sequence import Sequence, load_sequence
+from mrfviewer.series import Geometry, Series
+
+SIDECAR = "mrf_sequence.json"
+#: A series needs at least this many time points to be taken for an MRF series.
+MIN_TIMEPOINTS = 50
+#: Refuse to assemble series larger than this (bytes of the complex64 array).
+MAX_SERIES_BYTES = 8 * 2**30
+_TIME_KEYS = ("temporal", "acquisition", "instance", "trigger_time", "acquisition_time")
+_TIME_KEY_NAMES = {
+    "temporal": "TemporalPositionIdentifier",
+    "acquisition": "AcquisitionNumber",
+    "instance": "InstanceNumber",
+    "trigger_time": "TriggerTime",
+    "acquisition_time": "AcquisitionTime",
+}
+
+
+@dataclass
+class ImageRecord:
+    """Header facts of one image (one file, or one frame of a multi-frame file)."""
+
+    path: Path
+    frame: int | None
+    patient: str
+    patient_id: str
+    study_uid: str
+    study_description: str
+    series_uid: str
+    series_description: str
+    series_number: int | None
+    modality: str
+    sop_class: str
+    rows: int
+    columns: int
+    component: str | None  # "M", "P" or None
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, ...] | None
+    spacing: tuple[float, float] | None
+    thickness: float | None
+    slope: float
+    intercept: float
+    bits_stored: int
+    has_pixels: bool
+    frame_of_reference: str
+    keys: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class SeriesInfo:
+    """A series found by a scan (headers only)."""
+
+    uid: str
+    records: list[ImageRecord]
+    n_files: int
+    size_bytes: int
+
+    @property
+    def first(self) -> ImageRecord:
+        return self.records[0]
+
+    @property
+    def description(self) -> str:
+        return self.first.series_description
+
+    @property
+    def n_images(self) -> int:
+        return len(self.records)
+
+    @property
+    def components(self) -> set[str]:
+        return {r.component for r in self.records if r.component}
+
+    @property
+    def folder(self) -> Path:
+        return self.first.path.parent
+
+    def mrf_check(self) -> tuple[bool, str]:
+        """Whether this looks like an MRF series, and why not if it does not."""
+        first = self.first
+        if first.modality != "MR":
+            return False, f"modality {first.modality or 'unknown'}, not MR"
+        if not first.has_pixels:
+            return False, "no pixel data"
+        n_slices = len({_slice_key(r) for r in self.records})
+        per_component = max(sum(1 for r in self.records if r.component == c) for c in (self.components or {None}))
+        if not self.components:
+            per_component = self.n_images
+        n_time = per_component // max(n_slices, 1)
+        if n_time < MIN_TIMEPOINTS and not (self.folder / SIDECAR).exists():
+            what = "1 image" if self.n_images == 1 else f"{n_time} time point(s) per slice"
+            return False, f"{what}: not an MRF time series (needs at least {MIN_TIMEPOINTS} or a {SIDECAR})"
+        return True, f"{n_time} time points x {n_slices} slice(s)"
+
+
+@dataclass
+class ScanResult:
+    """Everything a folder scan found."""
+
+    root: Path
+    series: dict[str, SeriesInfo]
+    n_files: int
+    skipped: list[tuple[Path, str]]
+
+    def tree(self) -> dict[str, dict[str, list[SeriesInfo]]]:
+        """patient -> study -> series, for a browser."""
+        out: dict[str, dict[str, list[SeriesInfo]]] = defaultdict(lambda: defaultdict(list))
+        for info in self.series.values():
+            r = info.first
+            out[f"{r.patient} ({r.patient_id})"][f"{r.study_description or r.study_uid}"].append(info)
+        return {p: dict(s) for p, s in out.items()}
+
+    def mrf_series(self) -> list[SeriesInfo]:
+        return [s for s in self.series.values() if s.mrf_check()[0]]
+
+
+def _float(value: object, default: float | None = None) -> float | None:
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+    return out if math.isfinite(out) else default
+
+
+def _tuple(value: object, n: int) -> tuple[float, ...] | None:
+    try:
+        out = tuple(float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n and all(math.isfinite(v) for v in out) else None
+
+
+def _time_value(text: object) -> float | None:
+    """DICOM TM (HHMMSS.frac) as seconds since midnight."""
+    if text in (None, ""):
+        return None
+    s = str(text).strip()
+    try:
+        hours, minutes = int(s[0:2]), int(s[2:4] or 0)
+        seconds = float(s[4:] or 0)
+    except ValueError:
+        return None
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _component_from_type(image_type: object) -> str | None:
+    try:
+        values = [str(v).upper() for v in image_type]  # type: ignore[union-attr]
+    except TypeError:
+        return None
+    if len(values) >= 3 and values[2] in ("M", "P", "MAGNITUDE", "PHASE"):
+        return values[2][0]
+    return None
+
+
+def _records(path: Path, ds: pydicom.Dataset) -> list[ImageRecord]:
+    common = dict(
+        path=path,
+        patient=str(ds.get("PatientName", "")) or "anonymous",
+        patient_id=str(ds.get("PatientID", "")),
+        study_uid=str(ds.get("StudyInstanceUID", "")),
+        study_description=str(ds.get("StudyDescription", "")),
+        series_uid=str(ds.get("SeriesInstanceUID", "")) or f"(no series UID) {path.parent}",
+        series_description=str(ds.get("SeriesDescription", "")),
+        series_number=int(_float(ds.get("SeriesNumber"), -1) or -1),
+        modality=str(ds.get("Modality", "")),
+        sop_class=str(ds.get("SOPClassUID", "")),
+        rows=int(_float(ds.get("Rows"), 0) or 0),
+        columns=int(_float(ds.get("Columns"), 0) or 0),
+        bits_stored=int(_float(ds.get("BitsStored"), 16) or 16),
+        has_pixels="PixelData" in ds or "FloatPixelData" in ds or bool(ds.get("_has_pixels", False)),
+        frame_of_reference=str(ds.get("FrameOfReferenceUID", "")),
+    )
+    n_frames = int(_float(ds.get("NumberOfFrames"), 1) or 1)
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else pydicom.Dataset()
+        out = []
+        for i, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+
+            def find(seq: str, attr: str, frame=frame) -> object:
+                for group in (frame, shared):
+                    if seq in group and len(group[seq].value) and attr in group[seq].value[0]:
+                        return group[seq].value[0].get(attr)
+                return None
+
+            component = find("MRImageFrameTypeSequence", "ComplexImageComponent")
+            comp = str(component)[0].upper() if component in ("MAGNITUDE", "PHASE") else _component_from_type(
+                find("MRImageFrameTypeSequence", "FrameType")
+            )
+            out.append(
+                ImageRecord(
+                    **common,
+                    frame=i,
+                    component=comp,
+                    position=_tuple(find("PlanePositionSequence", "ImagePositionPatient"), 3),
+                    orientation=_tuple(find("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+                    spacing=_tuple(find("PixelMeasuresSequence", "PixelSpacing"), 2),  # type: ignore[arg-type]
+                    thickness=_float(find("PixelMeasuresSequence", "SliceThickness")),
+                    slope=_float(find("PixelValueTransformationSequence", "RescaleSlope"), 1.0) or 1.0,
+                    intercept=_float(find("PixelValueTransformationSequence", "RescaleIntercept"), 0.0) or 0.0,
+                    keys={
+                        "temporal": _float(find("FrameContentSequence", "TemporalPositionIndex")),
+                        "instance": float(i),
+                    },
+                )
+            )
+        return out
+    record = ImageRecord(
+        **common,
+        frame=None if n_frames == 1 else 0,
+        component=_component_from_type(ds.get("ImageType")),
+        position=_tuple(ds.get("ImagePositionPatient"), 3),
+        orientation=_tuple(ds.get("ImageOrientationPatient"), 6),
+        spacing=_tuple(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+        thickness=_float(ds.get("SliceThickness")),
+        slope=_float(ds.get("RescaleSlope"), 1.0) or 1.0,
+        intercept=_float(ds.get("RescaleIntercept"), 0.0) or 0.0,
+        keys={
+            "temporal": _float(ds.get("TemporalPositionIdentifier")),
+            "acquisition": _float(ds.get("AcquisitionNumber")),
+            "instance": _float(ds.get("InstanceNumber")),
+            "trigger_time": _float(ds.get("TriggerTime")),
+            "acquisition_time": _time_value(ds.get("AcquisitionTime")),
+        },
+    )
+    return [record]
+
+
+def scan_folder(
+    root: str | Path, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+) -> ScanResult:
+    """Find every DICOM image under ``root`` (headers only) and group them into series."""
+    root = Path(root)
+    if not root.exists():
+        raise MRFError(f"folder not found: {root}")
+    if not root.is_dir():
+        raise MRFError(f"{root} is not a folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    series: dict[str, SeriesInfo] = {}
+    skipped: list[tuple[Path, str]] = []
+    for i, path in enumerate(files):
+        if i % 200 == 0:
+            check_cancel(cancel)
+            report(progress, i / max(len(files), 1), f"scanned {i} of {len(files)} files")
+        if path.name.upper() == "DICOMDIR" or path.name == SIDECAR:
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError, KeyError) as exc:
+            skipped.append((path, f"not readable as DICOM ({type(exc).__name__})"))
+            continue
+        if "Rows" not in ds or "SOPClassUID" not in ds:
+            skipped.append((path, "no image (no Rows or SOPClassUID)"))
+            continue
+        try:
+            # stop_before_pixels hides whether pixels exist; the file size tells.
+            ds._has_pixels = path.stat().st_size > 128 + int(ds.Rows) * int(ds.get("Columns", 0))  # noqa: SLF001
+            for rec in _records(path, ds):
+                info = series.setdefault(rec.series_uid, SeriesInfo(rec.series_uid, [], 0, 0))
+                info.records.append(rec)
+            info.n_files += 1
+            info.size_bytes += path.stat().st_size
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            skipped.append((path, f"unusable header ({type(exc).__name__}: {exc})"))
+    report(progress, 1.0, f"scanned {len(files)} files")
+    return ScanResult(root=root, series=series, n_files=len(files), skipped=skipped)
+
+
+def _normal(orientation: tuple[float, ...]) -> np.ndarray:
+    return np.cross(orientation[:3], orientation[3:])
+
+
+def _slice_key(record: ImageRecord) -> float:
+    if record.position is None or record.orientation is None:
+        return 0.0
+    return round(float(np.dot(record.position, _normal(record.orientation))), 2)
+
+
+def _names(records: list[ImageRecord], limit: int = 3) -> str:
+    names = [r.path.name + (f"[frame {r.frame}]" if r.frame is not None else "") for r in records[:limit]]
+    return ", ".join(names) + (f" and {len(records) - limit} more" if len(records) > limit else "")
+
+
+def _order(records: list[ImageRecord], what: str) -> tuple[list[list[ImageRecord]], list[float], str]:
+    """Records per slice (sorted along the normal) and per time point; the time key used."""
+    first = records[0]
+    for r in records:
+        if (r.rows, r.columns) != (first.rows, first.columns):
+            raise MRFError(
+                f"{what}: images of different sizes ({first.rows}x{first.columns} in {first.path.name}, "
+                f"{r.rows}x{r.columns} in {r.path.name})"
+            )
+        if r.orientation is not None and first.orientation is not None and not np.allclose(r.orientation, first.orientation, atol=1e-4):
+            raise MRFError(f"{what}: images with different orientations ({first.path.name}, {r.path.name})")
+    by_slice: dict[float, list[ImageRecord]] = defaultdict(list)
+    for r in records:
+        by_slice[_slice_key(r)].append(r)
+    positions = sorted(by_slice)
+    counts = {len(v) for v in by_slice.values()}
+    if len(counts) != 1:
+        detail = ", ".join(f"{len(by_slice[p])} at {p:g} mm" for p in positions[:4])
+        raise MRFError(f"{what}: slices have different numbers of images ({detail}): missing or extra time points")
+    key = next(
+        (
+            k
+            for k in _TIME_KEYS
+            if all(r.keys.get(k) is not None for r in records)
+            and all(len({r.keys[k] for r in v}) == len(v) for v in by_slice.values())
+        ),
+        None,
+    )
+    if key is None:
+        dup_key = next((k for k in _TIME_KEYS if all(r.keys.get(k) is not None for r in records)), None)
+        if dup_key is not None:
+            for v in by_slice.values():
+                seen: dict[float, ImageRecord] = {}
+                for r in v:
+                    if r.keys[dup_key] in seen:
+                        raise MRFError(
+                            f"{what}: duplicated time point ({_TIME_KEY_NAMES[dup_key]} {r.keys[dup_key]:g} in "
+                            f"{seen[r.keys[dup_key]].path.name} and {r.path.name})"
+                        )
+                    seen[r.keys[dup_key]] = r
+        raise MRFError(f"{what}: cannot order the time points (no temporal position, acquisition or instance number)")
+    ordered = [sorted(by_slice[p], key=lambda r: r.keys[key]) for p in positions]  # type: ignore[arg-type, return-value]
+    return ordered, positions, _TIME_KEY_NAMES[key]
+
+
+def _read_pixels(records: list[list[ImageRecord]], shape: tuple[int, ...], phase: bool) -> np.ndarray:
+    """(T, Z, Y, X) float32 values: rescaled magnitude, or phase in radians."""
+    out = np.empty(shape, dtype=np.float32)
+    cache: dict[Path, np.ndarray] = {}
+    for z, column in enumerate(records):
+        for t, r in enumerate(column):
+            try:
+                if r.frame is None:
+                    pixels = pydicom.dcmread(r.path).pixel_array
+                else:
+                    if r.path not in cache:
+                        cache.clear()
+                        cache[r.path] = pydicom.dcmread(r.path).pixel_array
+                    pixels = cache[r.path][r.frame]
+            except Exception as exc:  # noqa: BLE001 - any decoding failure is a user-facing file problem
+                raise MRFError(f"cannot read the pixel data of {r.path.name}: {type(exc).__name__}: {exc}") from None
+            if pixels.shape != shape[2:]:
+                raise MRFError(f"{r.path.name}: pixel data of shape {pixels.shape}, header says {shape[2:]}")
+            if phase:
+                half = 2 ** (r.bits_stored - 1)
+                out[t, z] = (pixels.astype(np.float32) - half) * (np.pi / half)
+            else:
+                out[t, z] = pixels.astype(np.float32) * r.slope + r.intercept
+    return out
+
+
+def _find_sequence(infos: list[SeriesInfo], sequence: Sequence | None) -> Sequence | None:
+    if sequence is not None:
+        return sequence
+    for info in infos:
+        path = info.folder / SIDECAR
+        if path.exists():
+            return load_sequence(path)
+    return None
+
+
+def assemble(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Series:
+    """Build a :class:`Series` from a magnitude series and, optionally, its phase partner.
+
+    ``infos`` holds one series (with M and/or P images) or a magnitude and a phase series.
+    """
+    records = [r for info in infos for r in info.records]
+    what = f"series '{infos[0].description or infos[0].uid}'"
+    if not records[0].has_pixels:
+        raise MRFError(f"{what}: the images have no pixel data ({_names(records)})")
+    magnitude = [r for r in records if r.component in (None, "M")]
+    phase = [r for r in records if r.component == "P"]
+    if not magnitude:
+        raise MRFError(f"{what}: only phase images, no magnitude images")
+    mag_order, positions, key = _order(magnitude, what)
+    n_t, n_z = len(mag_order[0]), len(mag_order)
+    if n_t < 2:
+        raise MRFError(f"{what}: a single image per slice is not an MRF time series")
+    first = magnitude[0]
+    shape = (n_t, n_z, first.rows, first.columns)
+    if np.prod(shape, dtype=np.float64) * 8 > MAX_SERIES_BYTES:
+        raise MRFError(f"{what}: {shape} is too large to load ({np.prod(shape, dtype=np.float64) * 8 / 2**30:.1f} GiB)")
+    if min(shape[2:]) < 1:
+        raise MRFError(f"{what}: images of size {first.rows}x{first.columns}")
+    sequence = _find_sequence(infos, sequence)
+    if sequence is not None and sequence.n_timepoints != n_t:
+        raise MRFError(
+            f"{what} has {n_t} time points but the sequence '{sequence.name}' has {sequence.n_timepoints}"
+        )
+    data: np.ndarray = _read_pixels(mag_order, shape, phase=False)
+    if phase:
+        phase_order, phase_positions, _ = _order(phase, what + " (phase)")
+        if len(phase_order[0]) != n_t or not np.allclose(phase_positions, positions, atol=0.05):
+            raise MRFError(f"{what}: phase images do not match the magnitude images in slices or time points")
+        data = data * np.exp(1j * _read_pixels(phase_order, shape, phase=True))
+        data = data.astype(np.complex64)
+    spacing = first.spacing or (1.0, 1.0)
+    orientation = first.orientation or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    slice_positions = np.array([column[0].position or (0.0, 0.0, p) for column, p in zip(mag_order, positions, strict=True)])
+    thickness = first.thickness or (abs(positions[1] - positions[0]) if n_z > 1 else 1.0)
+    return Series(
+        data=data,
+        sequence=sequence,
+        geometry=Geometry(
+            pixel_spacing_mm=(float(spacing[0]), float(spacing[1])),
+            slice_thickness_mm=float(thickness),
+            orientation=tuple(orientation),
+            positions=slice_positions,
+        ),
+        description=f"{infos[0].description} (time order: {key})",
+        uid=infos[0].uid,
+    )
+
+
+def _partners(scan: ScanResult, info: SeriesInfo) -> list[SeriesInfo]:
+    """Phase series of the same study with the same geometry and image count as ``info``."""
+    out = []
+    for other in scan.series.values():
+        if other is info or other.components != {"P"}:
+            continue
+        a, b = info.first, other.first
+        if (a.study_uid, a.frame_of_reference, a.rows, a.columns) == (b.study_uid, b.frame_of_reference, b.rows, b.columns) and other.n_images == sum(
+            1 for r in info.records if r.component in (None, "M")
+        ):
+            out.append(other)
+    return out
+
+
+def load_mrf_folder(
+    folder: str | Path,
+    sequence: Sequence | None = None,
+    series_uid: str | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Series:
+    """Scan ``folder`` and assemble its MRF series (magnitude plus phase partner if any).
+
+    A folder with several MRF acquisitions needs ``series_uid``; a folder with none
+    gets a message listing what was found and why it is not an MRF series.
+    """
+    scan = scan_folder(folder, progress=progress, cancel=cancel)
+    if not scan.series:
+        detail = f"; {len(scan.skipped)} file(s) were not DICOM images" if scan.skipped else ""
+        raise MRFError(f"no DICOM images found in {folder}{detail}")
+    if series_uid is not None:
+        if series_uid not in scan.series:
+            raise MRFError(f"series {series_uid} not found in {folder}")
+        info = scan.series[series_uid]
+    else:
+        candidates = [s for s in scan.mrf_series() if s.components != {"P"}]
+        if not candidates:
+            reasons = "; ".join(
+                f"'{s.description or s.uid}': {s.mrf_check()[1]}" for s in list(scan.series.values())[:4]
+            )
+            raise MRFError(f"no MRF series in {folder} ({reasons})")
+        if len(candidates) > 1:
+            listing = "; ".join(f"{s.uid} '{s.description}'" for s in candidates[:5])
+            raise MRFError(f"{folder} holds {len(candidates)} MRF series; choose one with --series UID ({listing})")
+        info = candidates[0]
+    ok, reason = info.mrf_check()
+    if not ok:
+        raise MRFError(f"series '{info.description or info.uid}' is not usable for MRF: {reason}")
+    partners = _partners(scan, info) if "P" not in info.components else []
+    infos = [info] + partners[:1]
+    return assemble(infos, sequence)
