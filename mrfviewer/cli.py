@@ -161,8 +161,6 @@ def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.phantoms import make_phantom
     from mrfviewer.synthesis import synthesize_series
 
-    if args.format != "hdf5":
-        raise MRFError(f"output format {args.format!r} is not available in this version (use hdf5)")
     sequence = _sequence(args)
     phantom = make_phantom(args.phantom, (args.size, args.size), args.slices)
     snr = None if args.snr <= 0 else args.snr
@@ -177,6 +175,25 @@ def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
             progress=progress,
             cancel=cancel,
         )
+    if args.format == "dicom":
+        from mrfviewer.io.dicom_write import write_mrf_dicom
+        from mrfviewer.io.export import save_label_map
+
+        output = Path(args.output)
+        with _progress_bar("write DICOM", not args.quiet) as progress:
+            write_mrf_dicom(
+                series,
+                output,
+                description=f"MRF {phantom.name}",
+                layout=args.dicom_layout,
+                overwrite=args.overwrite,
+                progress=progress,
+                cancel=cancel,
+            )
+        affine = series.geometry.affine_ras(series.spatial_shape[0])
+        save_label_map(phantom.labels, phantom.label_names, output / "labels.nii.gz", affine, args.overwrite)
+        _say(args, f"wrote DICOM magnitude and phase series of the {phantom.name} and labels.nii.gz to {output}")
+        return 0
     write_series_h5(series, args.output, overwrite=args.overwrite)
     _say(args, f"wrote {series.data.shape} {series.data.dtype} series of the {phantom.name} to {args.output}")
     return 0
@@ -187,7 +204,14 @@ def _load_input_series(args: argparse.Namespace):
 
     path = Path(args.input)
     if path.is_dir():
-        raise MRFError(f"{path} is a folder; reading DICOM folders is not available in this version (use HDF5)")
+        from mrfviewer.io.dicom_read import load_mrf_folder
+
+        sequence = _sequence(args) if args.sequence else None
+        with _progress_bar("read DICOM", not args.quiet) as progress:
+            series = load_mrf_folder(path, sequence, args.series, progress=progress)
+        if series.sequence is None:
+            raise MRFError(f"{path} has no mrf_sequence.json beside the images: give the sequence with --sequence")
+        return series
     series = read_series_h5(path)
     if args.sequence:
         series = series.with_sequence(_sequence(args))
@@ -200,17 +224,14 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.dictionary import load_dictionary
     from mrfviewer.io.atomic import check_writable_target
     from mrfviewer.io.export import export_all
-    from mrfviewer.maps import FILE_STEMS
     from mrfviewer.reconstruction import ReconstructionSettings, reconstruct
 
     series = _load_input_series(args)
     output = Path(args.output)
     if output.resolve() == Path(args.input).resolve().parent and not args.overwrite:
         raise MRFError("refusing to write into the input's folder; choose another --output")
-    for stem in [*FILE_STEMS.values(), "maps"]:
-        for ext in (".nii.gz", ".json", ".npz"):
-            if stem != "maps" or ext == ".npz":
-                check_writable_target(output / f"{stem}{ext}", args.overwrite)
+    for stem in ["T1map", "T2map", "T1rhomap", "PDmap"]:
+        check_writable_target(output / f"{stem}.nii.gz", args.overwrite)  # fail before the long work
     settings = ReconstructionSettings(
         method=args.method,
         mask_threshold=args.mask_threshold,
@@ -230,7 +251,24 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
             series, settings, grid=_grid(args), dictionary=dictionary, model=model, progress=progress, cancel=cancel
         )
     elapsed = time.perf_counter() - start
-    written = export_all(maps, output, units=args.units, overwrite=args.overwrite)
+    labels, names = series.labels, series.label_names
+    if args.labels:
+        from mrfviewer.io.export import load_label_map
+
+        labels, names = load_label_map(args.labels, series.spatial_shape)
+    elif labels is None and Path(args.input).is_dir() and (Path(args.input) / "labels.nii.gz").exists():
+        from mrfviewer.io.export import load_label_map
+
+        labels, names = load_label_map(Path(args.input) / "labels.nii.gz", series.spatial_shape)
+    written = export_all(
+        maps,
+        output,
+        units=args.units,
+        overwrite=args.overwrite,
+        source_files=series.source_files or None,
+        labels=labels,
+        label_names=names,
+    )
     n = int(maps.mask.sum())
     _say(args, f"reconstructed {n} voxels in {elapsed:.1f} s; wrote {len(written)} files to {output}")
     edge = maps.settings.get("voxels_at_grid_edge", {})
@@ -402,13 +440,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--magnitude", action="store_true", help="magnitude images instead of complex")
     p.add_argument("--no-coil-phase", action="store_true", help="no smooth receive phase")
-    p.add_argument("--format", choices=["hdf5"], default="hdf5")
-    p.add_argument("--output", required=True, metavar="SERIES.h5")
+    p.add_argument("--format", choices=["hdf5", "dicom"], default="hdf5", help="HDF5 file or DICOM folder")
+    p.add_argument(
+        "--dicom-layout", choices=["classic", "enhanced"], default="classic", help="one file per image, or multi-frame"
+    )
+    p.add_argument("--output", required=True, metavar="SERIES.h5|FOLDER")
     overwrite_arg(p)
     p.set_defaults(func=cmd_synthesize)
 
     p = add("reconstruct", "Reconstruct T1, T2, T1rho, PD and match maps from a series.")
-    p.add_argument("input", metavar="INPUT", help="HDF5 series file")
+    p.add_argument("input", metavar="INPUT", help="HDF5 series file or DICOM folder")
+    p.add_argument("--series", metavar="UID", help="SeriesInstanceUID, when the folder holds several MRF series")
+    p.add_argument("--labels", metavar="LABELS.nii.gz", help="label map for ROI statistics (names in LABELS.json)")
     seq_arg(p)
     p.add_argument(
         "--method", choices=["dm", "nn"], default="dm", help="dictionary matching (dm) or neural network (nn)"

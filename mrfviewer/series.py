@@ -60,6 +60,7 @@ class Series:
     truth: dict[str, np.ndarray] = field(default_factory=dict)  # (Z, Y, X) ground-truth maps
     labels: np.ndarray | None = None  # (Z, Y, X) int label map
     label_names: dict[int, str] = field(default_factory=dict)
+    source_files: list = field(default_factory=list)  # one DICOM source image per slice (for exports)
 
     def __post_init__(self) -> None:
         if self.data.ndim == 3:
@@ -95,4 +96,5 @@ class Series:
             truth=self.truth,
             labels=self.labels,
             label_names=self.label_names,
+            source_files=self.source_files,
         )

@@ -222,8 +222,10 @@ def _records(path: Path, ds: pydicom.Dataset) -> list[ImageRecord]:
                 return None
 
             component = find("MRImageFrameTypeSequence", "ComplexImageComponent")
-            comp = str(component)[0].upper() if component in ("MAGNITUDE", "PHASE") else _component_from_type(
-                find("MRImageFrameTypeSequence", "FrameType")
+            comp = (
+                str(component)[0].upper()
+                if component in ("MAGNITUDE", "PHASE")
+                else _component_from_type(find("MRImageFrameTypeSequence", "FrameType"))
             )
             out.append(
                 ImageRecord(
@@ -328,7 +330,11 @@ def _order(records: list[ImageRecord], what: str) -> tuple[list[list[ImageRecord
                 f"{what}: images of different sizes ({first.rows}x{first.columns} in {first.path.name}, "
                 f"{r.rows}x{r.columns} in {r.path.name})"
             )
-        if r.orientation is not None and first.orientation is not None and not np.allclose(r.orientation, first.orientation, atol=1e-4):
+        if (
+            r.orientation is not None
+            and first.orientation is not None
+            and not np.allclose(r.orientation, first.orientation, atol=1e-4)
+        ):
             raise MRFError(f"{what}: images with different orientations ({first.path.name}, {r.path.name})")
     by_slice: dict[float, list[ImageRecord]] = defaultdict(list)
     for r in records:
@@ -425,9 +431,7 @@ def assemble(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Serie
         raise MRFError(f"{what}: images of size {first.rows}x{first.columns}")
     sequence = _find_sequence(infos, sequence)
     if sequence is not None and sequence.n_timepoints != n_t:
-        raise MRFError(
-            f"{what} has {n_t} time points but the sequence '{sequence.name}' has {sequence.n_timepoints}"
-        )
+        raise MRFError(f"{what} has {n_t} time points but the sequence '{sequence.name}' has {sequence.n_timepoints}")
     data: np.ndarray = _read_pixels(mag_order, shape, phase=False)
     if phase:
         phase_order, phase_positions, _ = _order(phase, what + " (phase)")
@@ -437,7 +441,9 @@ def assemble(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Serie
         data = data.astype(np.complex64)
     spacing = first.spacing or (1.0, 1.0)
     orientation = first.orientation or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-    slice_positions = np.array([column[0].position or (0.0, 0.0, p) for column, p in zip(mag_order, positions, strict=True)])
+    slice_positions = np.array(
+        [column[0].position or (0.0, 0.0, p) for column, p in zip(mag_order, positions, strict=True)]
+    )
     thickness = first.thickness or (abs(positions[1] - positions[0]) if n_z > 1 else 1.0)
     return Series(
         data=data,
@@ -450,6 +456,7 @@ def assemble(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Serie
         ),
         description=f"{infos[0].description} (time order: {key})",
         uid=infos[0].uid,
+        source_files=[column[0].path for column in mag_order],
     )
 
 
@@ -460,9 +467,12 @@ def _partners(scan: ScanResult, info: SeriesInfo) -> list[SeriesInfo]:
         if other is info or other.components != {"P"}:
             continue
         a, b = info.first, other.first
-        if (a.study_uid, a.frame_of_reference, a.rows, a.columns) == (b.study_uid, b.frame_of_reference, b.rows, b.columns) and other.n_images == sum(
-            1 for r in info.records if r.component in (None, "M")
-        ):
+        if (a.study_uid, a.frame_of_reference, a.rows, a.columns) == (
+            b.study_uid,
+            b.frame_of_reference,
+            b.rows,
+            b.columns,
+        ) and other.n_images == sum(1 for r in info.records if r.component in (None, "M")):
             out.append(other)
     return out
 

@@ -137,7 +137,9 @@ def write_mrf_dicom(
         base = _base_dataset(series, uids, f"{description} ({name})", now)
         base.SeriesInstanceUID = generate_uid()
         base.SeriesNumber = number
-        base.ImageType = ["ORIGINAL", "PRIMARY", kind, "NONE"] if layout == "classic" else ["ORIGINAL", "PRIMARY", "MIXED", "NONE"]
+        base.ImageType = (
+            ["ORIGINAL", "PRIMARY", kind, "NONE"] if layout == "classic" else ["ORIGINAL", "PRIMARY", "MIXED", "NONE"]
+        )
         base.BitsStored = 16 if kind == "M" else PHASE_BITS
         base.HighBit = base.BitsStored - 1
         base.Rows, base.Columns = n_y, n_x
@@ -156,7 +158,9 @@ def write_mrf_dicom(
                     ds.ImageOrientationPatient = [float(v) for v in geometry.orientation]
                     ds.PixelSpacing = [float(v) for v in geometry.pixel_spacing_mm]
                     ds.SliceThickness = float(geometry.slice_thickness_mm)
-                    ds.SliceLocation = float(np.dot(positions[z], np.cross(geometry.orientation[:3], geometry.orientation[3:])))
+                    ds.SliceLocation = float(
+                        np.dot(positions[z], np.cross(geometry.orientation[:3], geometry.orientation[3:]))
+                    )
                     ds.FlipAngle, ds.RepetitionTime, ds.EchoTime = float(flip[t]), float(tr[t]), float(te[t])
                     ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = f"{slope:.10g}", f"{intercept:g}", "US"
                     ds.PixelData = np.ascontiguousarray(values[t, z]).tobytes()

@@ -76,10 +76,86 @@ def export_npz(maps: ParameterMaps, path: str | Path, overwrite: bool = False) -
     return atomic_write_bytes(path, buffer.getvalue(), overwrite=overwrite)
 
 
-def export_all(maps: ParameterMaps, folder: str | Path, units: str = "ms", overwrite: bool = False) -> list[Path]:
-    """NIfTI maps with sidecars plus ``maps.npz``: what ``mrfviewer reconstruct`` writes."""
+def export_all(
+    maps: ParameterMaps,
+    folder: str | Path,
+    units: str = "ms",
+    overwrite: bool = False,
+    *,
+    png: bool = True,
+    source_files: list[Path] | None = None,
+    labels: np.ndarray | None = None,
+    label_names: dict[int, str] | None = None,
+) -> list[Path]:
+    """Everything ``mrfviewer reconstruct`` writes into ``folder``.
+
+    NIfTI maps with sidecars and ``maps.npz``; PNGs (``png``); DICOM Parametric
+    Maps in ``dicom/`` when the series came from DICOM (``source_files``); ROI
+    statistics ``roi_stats.csv`` when a label map is given. Every target is
+    checked before anything is written.
+    """
+    from mrfviewer.io.parametric_map import export_parametric_maps
+    from mrfviewer.io.png import export_png
+    from mrfviewer.roi import label_statistics, write_stats_csv
+
     folder = Path(folder)
-    check_writable_target(folder / "maps.npz", overwrite)
+    stems = [FILE_STEMS.get(name, f"{name}map") for name in maps.values]
+    targets = [folder / "maps.npz"] + [folder / f"{s}{e}" for s in stems for e in (".nii.gz", ".json")]
+    if png:
+        targets += [folder / f"{s}.png" for s in stems]
+    if source_files:
+        targets += [folder / "dicom" / f"{s}.dcm" for s in stems]
+    if labels is not None:
+        if labels.shape != maps.mask.shape:
+            raise MRFError(f"label map has shape {labels.shape}, the maps {maps.mask.shape}")
+        targets.append(folder / "roi_stats.csv")
+    for t in targets:
+        check_writable_target(t, overwrite)
     written = export_nifti(maps, folder, units=units, overwrite=overwrite)
     written.append(export_npz(maps, folder / "maps.npz", overwrite=overwrite))
+    if png:
+        written += export_png(maps, folder, overwrite=overwrite)
+    if source_files:
+        written += export_parametric_maps(maps, source_files, folder / "dicom", overwrite=overwrite)
+    if labels is not None:
+        rows = label_statistics(maps, labels, label_names or {})
+        written.append(write_stats_csv(rows, maps, folder / "roi_stats.csv", overwrite=overwrite))
     return written
+
+
+def load_label_map(path: str | Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, dict[int, str]]:
+    """A label NIfTI (x, y, z) as a (Z, Y, X) int array, with names from a ``.json`` sidecar if present."""
+    path = Path(path)
+    try:
+        image = nib.load(path)
+        data = np.asarray(image.dataobj)
+    except FileNotFoundError:
+        raise MRFError(f"label file not found: {path}") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable label file is a user-facing problem
+        raise MRFError(f"cannot read label map {path}: {type(exc).__name__}") from None
+    if data.ndim == 2:
+        data = data[..., None]
+    labels = np.transpose(data, (2, 1, 0))
+    if labels.shape != shape:
+        raise MRFError(f"label map {path.name} has shape {labels.shape[::-1]} (x, y, z); the series {shape[::-1]}")
+    if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+        raise MRFError(f"label map {path.name} must hold integer labels")
+    names: dict[int, str] = {}
+    sidecar = Path(str(path).replace(".nii.gz", "").replace(".nii", "") + ".json")
+    if sidecar.exists():
+        try:
+            names = {int(k): str(v) for k, v in json.loads(sidecar.read_text()).items()}
+        except (ValueError, json.JSONDecodeError, AttributeError):
+            raise MRFError(f"{sidecar.name}: expected a JSON object of label number -> name") from None
+    return labels.astype(np.int32), names
+
+
+def save_label_map(
+    labels: np.ndarray, names: dict[int, str], path: str | Path, affine: np.ndarray, overwrite=False
+) -> Path:
+    """Write a (Z, Y, X) label map as NIfTI with a ``.json`` sidecar of names."""
+    image = nib.Nifti1Image(np.ascontiguousarray(np.transpose(labels, (2, 1, 0))).astype(np.int16), affine)
+    atomic_write(path, lambda p: nib.save(image, p), overwrite)
+    sidecar = Path(str(path).replace(".nii.gz", "") + ".json")
+    atomic_write_text(sidecar, json.dumps({str(k): v for k, v in names.items()}, indent=1), overwrite)
+    return Path(path)
