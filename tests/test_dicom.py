@@ -1,0 +1,207 @@
+"""DICOM in and out: round trips, ordering rules, geometry, Parametric Maps, clear errors."""
+
+import shutil
+
+import highdicom as hd
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from mrfviewer.errors import MRFError
+from mrfviewer.io.dicom_read import load_mrf_folder, scan_folder
+from mrfviewer.io.dicom_write import write_mrf_dicom
+from mrfviewer.io.export import export_nifti
+from mrfviewer.io.parametric_map import export_parametric_maps, read_parametric_map
+from mrfviewer.maps import ParameterMaps
+from mrfviewer.phantoms import knee_phantom
+from mrfviewer.series import Geometry
+from mrfviewer.synthesis import synthesize_series
+
+OBLIQUE = Geometry(
+    pixel_spacing_mm=(0.8, 0.6),
+    slice_thickness_mm=3.0,
+    orientation=(0.0, np.cos(0.3), np.sin(0.3), 0.0, -np.sin(0.3), np.cos(0.3)),
+    positions=np.array([[-10.0, 5.0, 2.0], [-7.0, 5.0, 2.0]]),
+)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tiny_sequence):
+    series = synthesize_series(knee_phantom((16, 20), n_slices=2), tiny_sequence, snr=50)
+    series.geometry = OBLIQUE
+    return series
+
+
+def _check_same(back, series):
+    assert back.data.shape == series.data.shape and back.is_complex
+    scale = np.abs(series.data).max()
+    # Quantisation: 16-bit magnitude, 12-bit phase.
+    assert np.abs(np.abs(back.data) - np.abs(series.data)).max() < 1e-4 * scale
+    strong = np.abs(series.data) > 0.05 * scale
+    assert np.abs(np.angle(back.data[strong] * np.conj(series.data[strong]))).max() < 2 * np.pi / 4096
+    np.testing.assert_allclose(back.geometry.pixel_spacing_mm, series.geometry.pixel_spacing_mm)
+    np.testing.assert_allclose(back.geometry.orientation, series.geometry.orientation, atol=1e-6)
+    np.testing.assert_allclose(back.geometry.positions, series.geometry.positions, atol=1e-6)
+    assert back.sequence.hash == series.sequence.hash
+
+
+@pytest.mark.parametrize("layout", ["classic", "enhanced"])
+def test_synthesize_read_round_trip(tmp_path, synthetic, layout):
+    write_mrf_dicom(synthetic, tmp_path / "mrf", layout=layout)
+    back = load_mrf_folder(tmp_path / "mrf")
+    _check_same(back, synthetic)
+    assert "TemporalPositionIdentifier" in back.description
+    assert len(set(back.source_files)) == (2 if layout == "classic" else 1)
+
+
+def test_file_names_do_not_decide_the_order(tmp_path, synthetic):
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    files = sorted((tmp_path / "mrf" / "magnitude").glob("*.dcm"))
+    rng = np.random.default_rng(0)
+    names = [f.name for f in files]
+    rng.shuffle(names)
+    for f, name in zip(files, names, strict=True):
+        f.rename(f.with_name("tmp_" + name))
+    _check_same(load_mrf_folder(tmp_path / "mrf"), synthetic)
+
+
+def test_instance_number_orders_when_temporal_tags_are_missing(tmp_path, synthetic):
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    for sub in ("magnitude", "phase"):
+        for f in (tmp_path / "mrf" / sub).glob("*.dcm"):
+            ds = pydicom.dcmread(f)
+            del ds.TemporalPositionIdentifier
+            del ds.AcquisitionNumber
+            ds.save_as(f)
+    back = load_mrf_folder(tmp_path / "mrf")
+    _check_same(back, synthetic)
+    assert "InstanceNumber" in back.description
+
+
+def test_nifti_affine_matches_dicom_geometry(tmp_path, synthetic):
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    back = load_mrf_folder(tmp_path / "mrf")
+    maps = ParameterMaps(
+        {"T1": np.zeros((2, 16, 20), np.float32)}, np.ones((2, 16, 20), bool), "dm", "x", "y", geometry=back.geometry
+    )
+    export_nifti(maps, tmp_path / "out")
+    affine = nib.load(tmp_path / "out" / "T1map.nii.gz").affine
+    # Pixel (row 3, column 5) of slice 2, from the DICOM header of that image, in LPS:
+    ds = pydicom.dcmread(sorted((tmp_path / "mrf" / "magnitude").glob("IM_t0001_z02.dcm"))[0])
+    ipp, iop = np.array(ds.ImagePositionPatient), np.array(ds.ImageOrientationPatient)
+    row_spacing, col_spacing = map(float, ds.PixelSpacing)
+    lps = ipp + 5 * col_spacing * iop[:3] + 3 * row_spacing * iop[3:]
+    np.testing.assert_allclose(affine @ [5, 3, 1, 1], [-lps[0], -lps[1], lps[2], 1], atol=1e-6)
+
+
+def test_parametric_map_round_trip(tmp_path, synthetic):
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    back = load_mrf_folder(tmp_path / "mrf")
+    rng = np.random.default_rng(0)
+    t1 = (rng.random((2, 16, 20)) * 2000 + 100).astype(np.float32)
+    t1[0, 0, 0] = np.nan
+    maps = ParameterMaps(
+        {"T1": t1}, np.isfinite(t1), "dm", back.sequence.hash, "test", geometry=back.geometry, series_uid=back.uid
+    )
+    (path,) = export_parametric_maps(maps, back.source_files, tmp_path / "pm")
+    values, positions, unit = read_parametric_map(path)
+    np.testing.assert_array_equal(values, t1)
+    np.testing.assert_allclose(positions, OBLIQUE.positions, atol=1e-5)
+    assert unit == "ms"
+    ds = pydicom.dcmread(path)
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.30"
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == back.uid
+    assert isinstance(hd.pm.ParametricMap.from_dataset(ds), hd.pm.ParametricMap)
+
+
+def test_pydicom_mr_small_is_recognised_but_not_mrf(tmp_path):
+    shutil.copy(get_testdata_file("MR_small.dcm"), tmp_path / "MR_small.dcm")
+    shutil.copy(get_testdata_file("rtdose.dcm"), tmp_path / "rtdose.dcm")
+    (tmp_path / "notes.txt").write_text("not dicom")
+    (tmp_path / "random.dcm").write_bytes(np.random.default_rng(0).bytes(500))
+    scan = scan_folder(tmp_path)
+    assert len(scan.series) == 2 and len(scan.skipped) == 2
+    checks = {info.first.modality: info.mrf_check() for info in scan.series.values()}
+    assert checks["MR"] == (False, "1 image: not an MRF time series (needs at least 50 or a mrf_sequence.json)")
+    assert checks["RTDOSE"][0] is False and "not MR" in checks["RTDOSE"][1]
+    with pytest.raises(MRFError, match="no MRF series"):
+        load_mrf_folder(tmp_path)
+
+
+def test_duplicated_time_points_are_an_error(tmp_path, synthetic):
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    folder = tmp_path / "mrf" / "magnitude"
+    ds = pydicom.dcmread(folder / "IM_t0002_z01.dcm")
+    ds.TemporalPositionIdentifier = 1
+    ds.AcquisitionNumber = 1
+    ds.InstanceNumber = 1
+    ds.save_as(folder / "IM_t0002_z01.dcm")
+    with pytest.raises(MRFError, match=r"duplicated time point .*IM_t000[12]_z01.dcm"):
+        load_mrf_folder(tmp_path / "mrf")
+
+
+def test_missing_time_point_is_an_error(tmp_path, synthetic):
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    (tmp_path / "mrf" / "magnitude" / "IM_t0007_z02.dcm").unlink()
+    with pytest.raises(MRFError, match="different numbers of images"):
+        load_mrf_folder(tmp_path / "mrf" / "magnitude")
+
+
+def test_inconsistent_sizes_and_missing_pixels(tmp_path, synthetic):
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    folder = tmp_path / "mrf" / "magnitude"
+    ds = pydicom.dcmread(folder / "IM_t0003_z01.dcm")
+    ds.Rows = 8
+    ds.PixelData = ds.PixelData[: 8 * 20 * 2]
+    ds.save_as(folder / "IM_t0003_z01.dcm")
+    with pytest.raises(MRFError, match="different sizes"):
+        load_mrf_folder(folder)
+
+
+def test_mixed_series_in_one_folder_need_a_choice(tmp_path, synthetic, tiny_sequence):
+    write_mrf_dicom(synthetic, tmp_path / "a")
+    other = synthesize_series(knee_phantom((16, 20)), tiny_sequence, snr=None, with_coil_phase=False)
+    write_mrf_dicom(other, tmp_path / "b")
+    with pytest.raises(MRFError, match="holds 2 MRF series; choose one with --series"):
+        load_mrf_folder(tmp_path)
+    uid = scan_folder(tmp_path / "b").mrf_series()[0].uid
+    chosen = load_mrf_folder(tmp_path, series_uid=uid)
+    assert chosen.data.shape[1] == 1
+
+
+def test_sequence_with_other_time_point_count_is_refused(tmp_path, synthetic, knee_sequence):
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    with pytest.raises(MRFError, match="has 100 time points but the sequence 'knee_t1_t2_t1rho' has 1750"):
+        load_mrf_folder(tmp_path / "mrf", sequence=knee_sequence)
+
+
+def test_synthetic_patient_is_never_real(tmp_path, synthetic):
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    ds = pydicom.dcmread(next((tmp_path / "mrf" / "magnitude").glob("*.dcm")))
+    assert str(ds.PatientName) == "MRFVIEWER^SYNTHETIC"
+    assert ds.ImageType[2] == "M" and ds.NumberOfTemporalPositions == 100
+    assert (tmp_path / "mrf" / "phase" / "mrf_sequence.json").exists()
+
+
+def test_dicom_reconstruct_through_the_cli(tmp_path, tiny_sequence, tiny_grid):
+    import json
+
+    from mrfviewer.cli import main
+
+    seq = tmp_path / "seq.json"
+    tiny_sequence.save(seq)
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps(tiny_grid.to_dict()))
+    folder = tmp_path / "dicom"
+    assert (
+        main(["-q", "synthesize", "--sequence", str(seq), "--format", "dicom", "--size", "24", "--output", str(folder)])
+        == 0
+    )
+    out = tmp_path / "maps"
+    assert main(["-q", "reconstruct", str(folder), "--grid", str(grid), "--output", str(out)]) == 0
+    for name in ("T1map.nii.gz", "T1map.png", "dicom/T1map.dcm", "roi_stats.csv"):
+        assert (out / name).exists(), name
+    text = (out / "roi_stats.csv").read_text()
+    assert "medial femoral cartilage,T1,ms" in text
