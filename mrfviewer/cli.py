@@ -496,8 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
     overwrite_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = add("demo", "Synthesize the demo (digital knee + NIST phantom) and reconstruct it.")
-    p.add_argument("--output", default="mrfviewer-demo", metavar="DIR", help="output folder")
+    p = add(
+        "demo",
+        "Create the demo DICOM data (digital knee + NIST phantom, in the user data folder, on first use) "
+        "and reconstruct it: maps, PNGs, Parametric Maps, ROI CSVs.",
+    )
+    p.add_argument("--output", default="mrfviewer-demo", metavar="DIR", help="output folder (default mrfviewer-demo)")
     overwrite_arg(p)
     p.set_defaults(func=cmd_demo)
     return parser
