@@ -375,6 +375,25 @@ def cmd_evaluate(args: argparse.Namespace, cancel: CancelToken) -> int:
     return 0
 
 
+def cmd_gui(args: argparse.Namespace, cancel: CancelToken) -> int:
+    try:
+        from mrfviewer.gui.app import run_gui
+    except ImportError as exc:
+        raise MRFError(f"the desktop application needs PySide6 and pyqtgraph ({exc})") from None
+    click = None
+    if args.click:
+        try:
+            x, y = (int(v) for v in args.click.split(","))
+        except ValueError:
+            raise MRFError(f"--click needs X,Y in pixels, got {args.click!r}") from None
+        click = (x, y)
+    path = Path(args.path) if args.path else None
+    if path is not None and not path.exists():
+        raise MRFError(f"{path} does not exist")
+    screenshot = Path(args.screenshot) if args.screenshot else None
+    return run_gui(path, demo=args.demo, screenshot=screenshot, method=args.method, click=click)
+
+
 def cmd_demo(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.demo import run_demo
 
@@ -496,6 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     overwrite_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
+    p = add("gui", "Open the desktop application (the default without a command).")
+    p.add_argument("path", nargs="?", metavar="PATH", help="DICOM folder or HDF5 series to open")
+    p.add_argument("--demo", action="store_true", help="open the bundled demo (generated on first use)")
+    p.add_argument("--screenshot", metavar="OUT.png", help="load, reconstruct, click, save the window and exit")
+    p.add_argument("--method", choices=["dm", "nn"], help="with --screenshot: reconstruct with this method")
+    p.add_argument("--click", metavar="X,Y", help="with --screenshot: click this pixel")
+    p.set_defaults(func=cmd_gui)
+
     p = add(
         "demo",
         "Create the demo DICOM data (digital knee + NIST phantom, in the user data folder, on first use) "
@@ -511,8 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        args = parser.parse_args(["gui", *(sys.argv[1:] if argv is None else argv)])
     logging.basicConfig(level=logging.WARNING, format="mrfviewer: %(message)s")
     try:
         with _cancel_on_interrupt() as cancel:

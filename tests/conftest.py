@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+
+# Before any Qt import: GUI tests run headless.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
 
 from mrfviewer.resources import default_sequence_path
 from mrfviewer.sequence import Sequence, load_sequence, sequence_from_dict
@@ -14,6 +19,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.mktemp("mrfviewer-home")
     monkeypatch.setenv("MRFVIEWER_CACHE_DIR", str(root / "cache"))
     monkeypatch.setenv("MRFVIEWER_DATA_DIR", str(root / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(root / "config"))  # QSettings of the GUI
 
 
 @pytest.fixture(scope="session")

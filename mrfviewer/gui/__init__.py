@@ -1,0 +1,1 @@
+"""The desktop application (PySide6 + pyqtgraph): widgets only; all computation is in the core."""

@@ -1,0 +1,75 @@
+"""Starting the desktop application, interactively or scripted (``--screenshot``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6 import QtCore, QtWidgets
+
+from mrfviewer.gui.main_window import MainWindow
+
+
+def run_gui(
+    path: Path | None = None,
+    *,
+    demo: bool = False,
+    screenshot: Path | None = None,
+    method: str | None = None,
+    click: tuple[int, int] | None = None,
+) -> int:
+    """Open the main window; with ``screenshot``: load, reconstruct, click, save the window and exit.
+
+    Returns the exit code (2 when a scripted step fails, with the message on stderr).
+    """
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("mrfviewer")
+    window = MainWindow()
+    window.show()
+    if screenshot is None:
+        if demo:
+            window.open_demo()
+        elif path is not None:
+            window.open_path(path)
+        return app.exec()
+
+    status = {"code": 0}
+
+    def fail(message: str) -> None:
+        print(f"mrfviewer: error: {message}", file=sys.stderr)
+        status["code"] = 2
+        finish()
+
+    def finish() -> None:
+        app.processEvents()
+        if status["code"] == 0:
+            window.grab().save(str(screenshot))
+        window.close()
+        app.quit()
+
+    def after_load() -> None:
+        if method is None:
+            QtCore.QTimer.singleShot(50, after_maps)
+            return
+        window.method.setCurrentText(method.upper())
+        window.reconstruct()
+
+    def after_maps(*_: object) -> None:
+        if click is not None and window.series is not None:
+            x, y = click
+            z = window.map_view.current_slice()
+            window.map_view.select(z, y, x)
+            window.show_pixel(z, y, x)
+        QtCore.QTimer.singleShot(100, finish)
+
+    window.loaded.connect(after_load)
+    window.reconstructed.connect(after_maps)
+    window.job_failed.connect(fail)
+    if demo:
+        window.open_demo()
+    elif path is not None:
+        window.open_path(path)
+    else:
+        QtCore.QTimer.singleShot(100, finish)
+    app.exec()
+    return status["code"]

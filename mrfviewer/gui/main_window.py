@@ -1,0 +1,530 @@
+"""The main window: browser, map viewer, fingerprint plot, ROI panel, reconstruction controls.
+
+The window only collects inputs and shows results; every computation is a core
+call run by :class:`~mrfviewer.gui.worker.JobRunner` on a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from mrfviewer import __version__
+from mrfviewer.errors import MRFError
+from mrfviewer.gui.fingerprint_plot import FingerprintPlot
+from mrfviewer.gui.map_view import MapView
+from mrfviewer.gui.roi_panel import RoiPanel
+from mrfviewer.gui.worker import JobRunner
+from mrfviewer.maps import ParameterMaps
+from mrfviewer.series import Series
+
+log = logging.getLogger(__name__)
+MAX_RECENT = 8
+
+
+def load_any(path: Path, progress, cancel) -> tuple[Series, np.ndarray | None, dict[int, str]]:  # noqa: ANN001
+    """A series from a DICOM folder or an HDF5 file, with its label map if one lies beside it."""
+    from mrfviewer.io.export import load_label_map
+
+    if path.is_dir():
+        from mrfviewer.io.dicom_read import load_mrf_folder
+
+        series = load_mrf_folder(path, progress=progress, cancel=cancel)
+        labels_path = path / "labels.nii.gz"
+        if labels_path.exists():
+            labels, names = load_label_map(labels_path, series.spatial_shape)
+            return series, labels, names
+        return series, None, {}
+    from mrfviewer.io.series_h5 import read_series_h5
+
+    series = read_series_h5(path)
+    return series, series.labels, series.label_names
+
+
+class StartPage(QtWidgets.QWidget):
+    """Shown before anything is open: open a folder, a recent one, or the demo."""
+
+    def __init__(self, window: MainWindow):
+        super().__init__()
+        title = QtWidgets.QLabel("<h2>mrfviewer</h2>Quantitative MR fingerprinting of the knee: T1, T2 and T1rho")
+        title.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.open_button = QtWidgets.QPushButton("Open folder...")
+        self.demo_button = QtWidgets.QPushButton("Open demo")
+        self.recent = QtWidgets.QListWidget()
+        self.recent.setMaximumHeight(160)
+        hint = QtWidgets.QLabel("or drop a DICOM folder or an HDF5 series on this window")
+        hint.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        box = QtWidgets.QVBoxLayout()
+        box.addWidget(title)
+        box.addSpacing(12)
+        box.addWidget(self.open_button)
+        box.addWidget(self.demo_button)
+        box.addWidget(QtWidgets.QLabel("Recent folders"))
+        box.addWidget(self.recent)
+        box.addWidget(hint)
+        outer = QtWidgets.QHBoxLayout(self)
+        outer.addStretch(1)
+        outer.addLayout(box, 2)
+        outer.addStretch(1)
+        self.open_button.clicked.connect(window.open_folder_dialog)
+        self.demo_button.clicked.connect(window.open_demo)
+        self.recent.itemActivated.connect(lambda item: window.open_path(Path(item.text())))
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The application window."""
+
+    loaded = QtCore.Signal()
+    reconstructed = QtCore.Signal(str)
+    job_failed = QtCore.Signal(str)
+
+    def __init__(self, settings: QtCore.QSettings | None = None):
+        super().__init__()
+        self.setWindowTitle("mrfviewer")
+        self.setAcceptDrops(True)
+        self.settings = settings or QtCore.QSettings("mrfviewer", "mrfviewer")
+        self.runner = JobRunner(self)
+        self.series: Series | None = None
+        self.maps: dict[str, ParameterMaps] = {}
+        self.labels: np.ndarray | None = None
+        self.label_names: dict[int, str] = {}
+        self.path: Path | None = None
+        self._dictionary = None
+        self._model = None
+        self._pending: tuple[str, Path] | None = None
+
+        self.map_view = MapView()
+        self.start_page = StartPage(self)
+        self.stack = QtWidgets.QStackedWidget()
+        self.stack.addWidget(self.start_page)
+        self.stack.addWidget(self.map_view)
+        self.setCentralWidget(self.stack)
+        self.fingerprint = FingerprintPlot()
+        self.roi_panel = RoiPanel()
+        self.browser = QtWidgets.QTreeWidget()
+        self.browser.setHeaderLabels(["series", "images", "MRF?"])
+        docks = [
+            self._add_dock("Dataset", self.browser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea),
+            self._add_dock("ROIs", self.roi_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea),
+            self._add_dock("Fingerprint", self.fingerprint, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea),
+        ]
+        self.browser.setColumnWidth(0, 150)
+        self._build_toolbar()
+        self._build_menus()
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setMaximumWidth(240)
+        self.progress.setVisible(False)
+        self.statusBar().addPermanentWidget(self.progress)
+        self.runner.started.connect(self._job_started)
+        self.runner.progress.connect(self._job_progress)
+        self.runner.finished.connect(self._job_finished)
+        self.runner.failed.connect(self._job_failed)
+        self.runner.cancelled.connect(self._job_cancelled)
+        self.map_view.pixel_clicked.connect(self.show_pixel)
+        self.map_view.hovered.connect(lambda text: self.statusBar().showMessage(text))
+        self.map_view.slice_slider.valueChanged.connect(lambda _: self._update_rois())
+        self.roi_panel.export_requested.connect(self.export_roi_csv_dialog)
+        self._refresh_recent()
+        geometry = self.settings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = self.settings.value("state")
+        if state is not None:
+            self.restoreState(state)
+        if geometry is None:
+            self.resize(1280, 800)
+        if state is None:
+            # Maps get most of the window; docks a sensible share of 1280 x 800.
+            self.resizeDocks(docks[:2], [230, 330], QtCore.Qt.Orientation.Horizontal)
+            self.resizeDocks(docks[2:], [230], QtCore.Qt.Orientation.Vertical)
+        self._update_actions()
+
+    # -- construction ---------------------------------------------------------
+    def _add_dock(self, title: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_toolbar(self) -> None:
+        bar = self.addToolBar("Reconstruction")
+        bar.setObjectName("Reconstruction")
+        self.method = QtWidgets.QComboBox()
+        self.method.addItems(["DM", "NN"])
+        self.method.setToolTip("dictionary matching or neural network")
+        self.mask_threshold = QtWidgets.QDoubleSpinBox()
+        self.mask_threshold.setRange(0.0, 0.99)
+        self.mask_threshold.setSingleStep(0.01)
+        self.mask_threshold.setValue(0.05)
+        self.mask_threshold.setToolTip("background mask: fraction of the 99th percentile of the signal norm")
+        self.sequence_label = QtWidgets.QLabel("sequence: -")
+        self.reconstruct_action = QtGui.QAction("Reconstruct", self)
+        self.reconstruct_action.setShortcut(QtGui.QKeySequence("Ctrl+R"))
+        self.reconstruct_action.triggered.connect(self.reconstruct)
+        self.cancel_action = QtGui.QAction("Cancel", self)
+        self.cancel_action.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Escape))
+        self.cancel_action.triggered.connect(self.runner.cancel)
+        for widget in (QtWidgets.QLabel(" method "), self.method, QtWidgets.QLabel(" mask "), self.mask_threshold):
+            bar.addWidget(widget)
+        bar.addAction(self.reconstruct_action)
+        bar.addAction(self.cancel_action)
+        bar.addSeparator()
+        bar.addWidget(self.sequence_label)
+
+    def _build_menus(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        self.open_action = menu.addAction(
+            "Open folder...", self.open_folder_dialog, QtGui.QKeySequence.StandardKey.Open
+        )
+        menu.addAction("Open HDF5 series...", self.open_file_dialog)
+        menu.addAction("Open demo", self.open_demo)
+        self.recent_menu = menu.addMenu("Recent")
+        menu.addSeparator()
+        export = menu.addMenu("Export")
+        self.export_nifti_action = export.addAction(
+            "Maps as NIfTI...", lambda: self.export_maps_dialog("nifti"), QtGui.QKeySequence("Ctrl+E")
+        )
+        self.export_png_action = export.addAction("Maps as PNG...", lambda: self.export_maps_dialog("png"))
+        self.export_dicom_action = export.addAction(
+            "Maps as DICOM Parametric Map...", lambda: self.export_maps_dialog("dicom")
+        )
+        self.export_csv_action = export.addAction("ROI statistics CSV...", self.export_roi_csv_dialog)
+        export.addAction("Current view as PNG...", self.save_view_dialog, QtGui.QKeySequence("Ctrl+Shift+S"))
+        menu.addSeparator()
+        menu.addAction("Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("About mrfviewer", self.about)
+
+    # -- opening ----------------------------------------------------------------
+    def open_folder_dialog(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a DICOM folder")
+        if folder:
+            self.open_path(Path(folder))
+
+    def open_file_dialog(self) -> None:
+        name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open an HDF5 series", "", "HDF5 series (*.h5 *.hdf5)")
+        if name:
+            self.open_path(Path(name))
+
+    def open_demo(self) -> None:
+        from mrfviewer.demo import demo_dir, ensure_demo_data
+
+        if not self.runner.start("demo", lambda p, c: ensure_demo_data(progress=p, cancel=c)):
+            self._busy_message()
+            return
+        self._pending = ("demo", demo_dir() / "knee")
+
+    def open_path(self, path: Path) -> None:
+        """Load a DICOM folder or HDF5 series in the background."""
+        if not path.exists():
+            self._error(f"{path} does not exist")
+            return
+        if not self.runner.start("load", lambda p, c: load_any(path, p, c)):
+            self._busy_message()
+            return
+        self._pending = ("load", path)
+        self._scan_into_browser(path)
+
+    def _scan_into_browser(self, path: Path) -> None:
+        self.browser.clear()
+        if not path.is_dir():
+            QtWidgets.QTreeWidgetItem(self.browser, [path.name, "", "HDF5"])
+            return
+        try:
+            from mrfviewer.io.dicom_read import scan_folder
+
+            scan = scan_folder(path)  # headers only; fast for demo-sized folders
+        except MRFError as exc:
+            self._error(str(exc))
+            return
+        for patient, studies in scan.tree().items():
+            p_item = QtWidgets.QTreeWidgetItem(self.browser, [patient])
+            for study, series_list in studies.items():
+                s_item = QtWidgets.QTreeWidgetItem(p_item, [study])
+                for info in series_list:
+                    ok, reason = info.mrf_check()
+                    item = QtWidgets.QTreeWidgetItem(
+                        s_item, [info.description or info.uid, str(info.n_images), "yes" if ok else "no"]
+                    )
+                    item.setToolTip(0, f"{info.uid}\n{reason}\n{info.size_bytes / 2**20:.1f} MiB")
+        self.browser.expandAll()
+
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:  # noqa: N802 - Qt API
+        urls = event.mimeData().urls()
+        if urls:
+            self.open_path(Path(urls[0].toLocalFile()))
+            event.acceptProposedAction()
+
+    # -- reconstruction -----------------------------------------------------------
+    def reconstruct(self) -> None:
+        from mrfviewer.reconstruction import ReconstructionSettings, reconstruct
+
+        if self.series is None:
+            self._error("open a series first")
+            return
+        if self.series.sequence is None:
+            self._error("the series names no sequence (mrf_sequence.json); reconstruction needs one")
+            return
+        method = self.method.currentText().lower()
+        settings = ReconstructionSettings(method=method, mask_threshold=self.mask_threshold.value())
+        series = self.series
+        if not self.runner.start(
+            f"reconstruct {method}", lambda p, c: reconstruct(series, settings, progress=p, cancel=c)
+        ):
+            self._busy_message()
+
+    # -- job signals --------------------------------------------------------------
+    def _job_started(self, kind: str) -> None:
+        self.progress.setVisible(True)
+        self.progress.setValue(0)
+        self.statusBar().showMessage(f"{kind}...")
+        self._update_actions()
+
+    def _job_progress(self, kind: str, fraction: float, message: str, left: float) -> None:
+        self.progress.setValue(int(fraction * 100))
+        eta = f", about {left:.0f} s left" if left >= 0 else ""
+        self.statusBar().showMessage(f"{kind}: {message}{eta}")
+
+    def _job_finished(self, kind: str, result: object) -> None:
+        self.progress.setVisible(False)
+        self._update_actions()
+        if kind == "demo" and self._pending is not None:
+            _, path = self._pending
+            self._pending = None
+            self.open_path(path)
+            return
+        if kind == "load":
+            self.series, self.labels, self.label_names = result  # type: ignore[misc]
+            _, self.path = self._pending or ("", None)
+            self._pending = None
+            self.maps = {}
+            self._show_series()
+            self._remember(self.path)
+            self.loaded.emit()
+        elif kind.startswith("reconstruct"):
+            method = kind.split()[-1]
+            self.maps[method] = result  # type: ignore[assignment]
+            self._show_maps(method)
+            self.statusBar().showMessage(f"{method.upper()} reconstruction done")
+            self.reconstructed.emit(method)
+        elif kind == "export":
+            self.statusBar().showMessage(str(result))
+
+    def _job_failed(self, kind: str, message: str) -> None:
+        self.progress.setVisible(False)
+        self._pending = None
+        self._update_actions()
+        log.warning("%s failed: %s", kind, message)
+        self._error(f"{kind} failed: {message}")
+        self.job_failed.emit(message)
+
+    def _job_cancelled(self, kind: str) -> None:
+        self.progress.setVisible(False)
+        self._pending = None
+        self._update_actions()
+        self.statusBar().showMessage(f"{kind} cancelled; nothing was changed")
+
+    # -- display ----------------------------------------------------------------
+    def _show_series(self) -> None:
+        assert self.series is not None
+        self.stack.setCurrentWidget(self.map_view)
+        self.map_view.set_raw(np.abs(self.series.data))
+        seq = self.series.sequence
+        self.sequence_label.setText(f"sequence: {seq.name} ({seq.n_timepoints} points)" if seq else "sequence: none")
+        self.fingerprint.set_markers(seq.preparation_markers() if seq else [])
+        self.setWindowTitle(f"mrfviewer - {self.path.name if self.path else ''}")
+        self._attach_rois()
+
+    def _layers(self, method: str) -> dict[str, tuple[np.ndarray, str]]:
+        maps = self.maps[method]
+        order = ["T1", "T2", "T1rho", "B1", "PD", "match", "uncertainty_T1", "uncertainty_T2", "uncertainty_T1rho"]
+        names = [n for n in order if n in maps.values][:6]
+        return {n: (maps.values[n], maps.unit(n)) for n in names}
+
+    def _show_maps(self, method: str) -> None:
+        self.map_view.set_maps(self._layers(method))
+        self._attach_rois()
+
+    def _attach_rois(self) -> None:
+        self.roi_panel.attach(self.map_view.first_view(), self.map_view.first_image())
+        self.roi_panel.set_labels(self.labels, self.label_names)
+        self._update_rois()
+
+    def _update_rois(self) -> None:
+        method = self._current_method()
+        if method is not None:
+            layers = self._layers(method)
+        elif self.series is not None:
+            layers = {"raw": (np.abs(self.series.data[self.map_view.time_slider.value()]), "a.u.")}
+        else:
+            return
+        self.roi_panel.set_layers(layers, self.map_view.current_slice())
+
+    def _current_method(self) -> str | None:
+        wanted = self.method.currentText().lower()
+        if wanted in self.maps:
+            return wanted
+        return next(iter(self.maps), None)
+
+    def show_pixel(self, z: int, y: int, x: int) -> None:
+        """Plot the fingerprint at (slice z, row y, column x) against the model curves."""
+        if self.series is None:
+            return
+        measured = self.series.data[:, z, y, x]
+        title = f"pixel x {x}, y {y}, slice {z + 1}"
+        self.fingerprint.set_fingerprint(measured, title)
+        dm = self.maps.get("dm")
+        if dm is not None and dm.atom is not None and dm.atom[z, y, x] >= 0:
+            dictionary = self._cached_dictionary(dm)
+            if dictionary is not None:
+                atom = int(dm.atom[z, y, x])
+                curve = dictionary.coeffs[atom] @ dictionary.basis  # expansion in the SVD basis: instant
+                t1, t2, t1rho = (dm.values[p][z, y, x] for p in ("T1", "T2", "T1rho"))
+                self.fingerprint.add_curve("DM atom", curve, f"T1 {t1:.0f}, T2 {t2:.1f}, T1rho {t1rho:.1f} ms")
+        nn = self.maps.get("nn")
+        if nn is not None and np.isfinite(nn.values["T1"][z, y, x]) and self.series.sequence is not None:
+            from mrfviewer.simulation import simulate_one
+
+            t1, t2, t1rho = (float(nn.values[p][z, y, x]) for p in ("T1", "T2", "T1rho"))
+            curve = simulate_one(self.series.sequence, t1, t2, max(t1rho, t2))
+            self.fingerprint.add_curve("NN", curve, f"T1 {t1:.0f}, T2 {t2:.1f}, T1rho {t1rho:.1f} ms")
+
+    def _cached_dictionary(self, maps: ParameterMaps):  # noqa: ANN202
+        from mrfviewer.dictionary import cache_dir, load_dictionary
+
+        key = maps.source.replace("dictionary ", "")
+        if self._dictionary is not None and self._dictionary.key == key:
+            return self._dictionary
+        for path in cache_dir().glob(f"*-{key}.h5"):
+            try:
+                self._dictionary = load_dictionary(path, expect_key=key)
+                return self._dictionary
+            except MRFError:
+                continue
+        return None
+
+    # -- exports --------------------------------------------------------------------
+    def export_maps_dialog(self, kind: str) -> None:
+        method = self._current_method()
+        if method is None:
+            self._error("reconstruct first: there are no maps to export")
+            return
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, f"Export {method.upper()} maps as {kind} into")
+        if folder:
+            self.export_maps(kind, Path(folder) / f"mrfviewer_{method}")
+
+    def export_maps(self, kind: str, folder: Path, overwrite: bool = False) -> bool:
+        """Export the current maps in the background; returns False if a job is running."""
+        from mrfviewer.io.export import export_nifti
+        from mrfviewer.io.parametric_map import export_parametric_maps
+        from mrfviewer.io.png import export_png
+
+        method = self._current_method()
+        if method is None:
+            return False
+        maps, series = self.maps[method], self.series
+
+        def job(progress, cancel):  # noqa: ANN001, ANN202
+            if kind == "nifti":
+                written = export_nifti(maps, folder, overwrite=overwrite)
+            elif kind == "png":
+                written = export_png(maps, folder, overwrite=overwrite)
+            else:
+                written = export_parametric_maps(
+                    maps, series.source_files if series else [], folder, overwrite=overwrite
+                )
+            return f"wrote {len(written)} files to {folder}"
+
+        started = self.runner.start("export", job)
+        if not started:
+            self._busy_message()
+        return started
+
+    def export_roi_csv_dialog(self) -> None:
+        name, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export ROI statistics", "roi_stats.csv", "CSV (*.csv)")
+        if name:
+            try:
+                self.export_roi_csv(Path(name), overwrite=True)
+            except MRFError as exc:
+                self._error(str(exc))
+
+    def export_roi_csv(self, path: Path, overwrite: bool = False) -> Path:
+        from mrfviewer.roi import write_stats_csv
+
+        method = self._current_method()
+        maps = self.maps.get(method) if method else None
+        if maps is None or not self.roi_panel.stats:
+            raise MRFError("no ROI statistics to export: reconstruct and draw or load ROIs first")
+        return write_stats_csv(
+            self.roi_panel.stats, maps, path, overwrite=overwrite, slice_text=str(self.map_view.current_slice() + 1)
+        )
+
+    def save_view_dialog(self) -> None:
+        name, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save the view", "view.png", "PNG (*.png)")
+        if name:
+            self.grab().save(name)
+
+    # -- misc ------------------------------------------------------------------------
+    def about(self) -> None:
+        import torch
+
+        QtWidgets.QMessageBox.about(
+            self,
+            "About mrfviewer",
+            f"<b>mrfviewer {__version__}</b><br>Quantitative MRF of the knee (T1, T2, T1rho).<br>"
+            f"Qt {QtCore.qVersion()}, PySide6, torch {torch.__version__}, numpy {np.__version__}",
+        )
+
+    def _busy_message(self) -> None:
+        self._error(f"busy: {self.runner.kind} is running; wait for it or cancel it (Esc)")
+
+    def _error(self, message: str) -> None:
+        self.statusBar().showMessage(message)
+        if QtWidgets.QApplication.platformName() != "offscreen":
+            QtWidgets.QMessageBox.warning(self, "mrfviewer", message)
+
+    def _update_actions(self) -> None:
+        busy = self.runner.busy
+        self.reconstruct_action.setEnabled(not busy)
+        self.cancel_action.setEnabled(busy)
+
+    def _remember(self, path: Path | None) -> None:
+        if path is None:
+            return
+        recent = [str(path)] + [p for p in self._recent() if p != str(path)]
+        self.settings.setValue("recent", recent[:MAX_RECENT])
+        self._refresh_recent()
+
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        self.start_page.recent.clear()
+        for p in self._recent():
+            self.recent_menu.addAction(p, lambda p=p: self.open_path(Path(p)))
+            self.start_page.recent.addItem(p)
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt API
+        if self.runner.busy:
+            if QtWidgets.QApplication.platformName() != "offscreen":
+                answer = QtWidgets.QMessageBox.question(
+                    self, "mrfviewer", f"{self.runner.kind} is running. Cancel it and quit?"
+                )
+                if answer != QtWidgets.QMessageBox.StandardButton.Yes:
+                    event.ignore()
+                    return
+            self.runner.cancel()
+            self.runner.wait()
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("state", self.saveState())
+        event.accept()

@@ -1,0 +1,173 @@
+"""The desktop application, headless (pytest-qt, offscreen): real signals, real clicks."""
+
+import csv
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui
+
+from mrfviewer.gui.main_window import MainWindow
+from mrfviewer.io.series_h5 import write_series_h5
+from mrfviewer.phantoms import knee_phantom
+from mrfviewer.synthesis import synthesize_series
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def series_file(tmp_path, tiny_sequence):
+    series = synthesize_series(knee_phantom((24, 24), n_slices=2), tiny_sequence, snr=80)
+    return write_series_h5(series, tmp_path / "knee.h5"), series
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("gui-cache")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, shared_cache, monkeypatch):
+    # One dictionary for all GUI tests (the cache is keyed by content, so sharing is safe).
+    monkeypatch.setenv("MRFVIEWER_CACHE_DIR", str(shared_cache))
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.runner.cancel()
+    w.runner.wait()
+
+
+def _open(qtbot, window, path):
+    with qtbot.waitSignal(window.loaded, timeout=60000):
+        window.open_path(path)
+
+
+def _reconstruct(qtbot, window, method="DM"):
+    window.method.setCurrentText(method)
+    with qtbot.waitSignal(window.reconstructed, timeout=120000):
+        window.reconstruct()
+
+
+def test_open_and_reconstruct_dm(qtbot, window, series_file):
+    path, series = series_file
+    _open(qtbot, window, path)
+    assert window.map_view.names == ["raw"] and window.series.data.shape == series.data.shape
+    _reconstruct(qtbot, window)
+    assert window.map_view.names[:5] == ["T1", "T2", "T1rho", "PD", "match"]
+    assert window.map_view.slice_slider.maximum() == 1
+    assert str(path) in window._recent()
+
+
+def test_clicking_a_pixel_plots_its_fingerprint(qtbot, window, series_file):
+    path, series = series_file
+    _open(qtbot, window, path)
+    _reconstruct(qtbot, window)
+    view = window.map_view.first_view()
+    scene = view.mapViewToScene(QtCore.QPointF(10.5, 12.5))
+    widget_pos = window.map_view.graphics.mapFromScene(scene)
+    qtbot.mouseClick(window.map_view.graphics.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=widget_pos)
+    measured = window.fingerprint.curve_data("measured")
+    assert measured is not None
+    np.testing.assert_allclose(measured, np.abs(series.data[:, 0, 12, 10]), rtol=1e-6)
+    dm = window.fingerprint.curve_data("DM atom")
+    assert dm is not None and len(dm) == series.n_timepoints
+    assert "pixel x 10, y 12" in window.fingerprint.info.text()
+
+
+def test_rectangle_roi_statistics_match_numpy_and_export(qtbot, window, series_file, tmp_path):
+    path, _ = series_file
+    _open(qtbot, window, path)
+    _reconstruct(qtbot, window)
+    window.roi_panel.labels_box.setChecked(False)
+    window.roi_panel.add_roi("rectangle", pos=(6, 8), size=(5, 4))
+    t1 = window.maps["dm"].values["T1"][0]
+    expected = t1[8:12, 6:11]
+    row = next(s for s in window.roi_panel.stats if s.map == "T1")
+    assert row.n_voxels == np.isfinite(expected).sum() == 20
+    assert row.mean == pytest.approx(np.nanmean(expected), rel=1e-6)
+    assert row.sd == pytest.approx(np.nanstd(expected, ddof=1), rel=1e-6)
+    assert window.roi_panel.table.rowCount() == len(window.roi_panel.stats)
+    out = window.export_roi_csv(tmp_path / "rois.csv")
+    rows = list(csv.DictReader(out.open()))
+    t1_row = next(r for r in rows if r["map"] == "T1")
+    assert float(t1_row["mean"]) == pytest.approx(np.nanmean(expected), rel=1e-5)
+    assert t1_row["method"] == "dm" and t1_row["slice"] == "1"
+
+
+def test_label_map_statistics_appear(qtbot, window, series_file):
+    path, _ = series_file
+    _open(qtbot, window, path)
+    _reconstruct(qtbot, window)
+    labels = {s.label for s in window.roi_panel.stats}
+    assert "medial femoral cartilage" in labels and "muscle" in labels
+
+
+def test_cancel_leaves_no_result(qtbot, window, series_file):
+    path, _ = series_file
+    _open(qtbot, window, path)
+    with qtbot.waitSignal(window.runner.cancelled, timeout=60000):
+        window.reconstruct()
+        window.runner.cancel()
+    assert window.maps == {}
+    assert not window.runner.busy
+    _reconstruct(qtbot, window)  # the next job runs normally
+    assert "dm" in window.maps
+
+
+def test_second_job_is_refused_while_one_runs(qtbot, window, series_file):
+    path, _ = series_file
+    _open(qtbot, window, path)
+    window.reconstruct()
+    assert window.runner.busy
+    window.reconstruct()
+    assert "busy" in window.statusBar().currentMessage()
+    window.runner.cancel()
+    window.runner.wait()
+
+
+def test_nn_for_another_sequence_fails_with_a_message_and_window_stays_usable(qtbot, window, series_file):
+    path, _ = series_file
+    _open(qtbot, window, path)
+    window.method.setCurrentText("NN")
+    with qtbot.waitSignal(window.job_failed, timeout=60000) as blocker:
+        window.reconstruct()
+    assert "NN" not in window.maps
+    assert blocker.args[0]
+    _reconstruct(qtbot, window, "DM")
+
+
+def test_drop_a_folder_opens_it(qtbot, window, series_file):
+    path, _ = series_file
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(path))])
+    event = QtGui.QDropEvent(
+        QtCore.QPointF(50, 50),
+        QtCore.Qt.DropAction.CopyAction,
+        mime,
+        QtCore.Qt.MouseButton.LeftButton,
+        QtCore.Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(window.loaded, timeout=60000):
+        window.dropEvent(event)
+    assert window.series is not None
+
+
+def test_export_maps_in_the_background(qtbot, window, series_file, tmp_path):
+    path, _ = series_file
+    _open(qtbot, window, path)
+    _reconstruct(qtbot, window)
+    with qtbot.waitSignal(window.runner.finished, timeout=60000):
+        window.export_maps("nifti", tmp_path / "out")
+    assert (tmp_path / "out" / "T1map.nii.gz").exists()
+
+
+def test_scripted_screenshot(tmp_path, series_file, qapp, shared_cache, monkeypatch):
+    monkeypatch.setenv("MRFVIEWER_CACHE_DIR", str(shared_cache))
+    from mrfviewer.gui.app import run_gui
+
+    path, _ = series_file
+    shot = tmp_path / "shot.png"
+    assert run_gui(path, screenshot=shot, method="dm", click=(10, 12)) == 0
+    image = QtGui.QImage(str(shot))
+    assert image.width() >= 1000 and image.height() >= 700
