@@ -255,7 +255,7 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
     if args.labels:
         from mrfviewer.io.export import load_label_map
 
-        labels, names = load_label_map(args.labels, series.spatial_shape)
+        labels, names = load_label_map(args.labels, series.spatial_shape, series.geometry)
     elif labels is None and Path(args.input).is_dir() and (Path(args.input) / "labels.nii.gz").exists():
         from mrfviewer.io.export import load_label_map
 
@@ -470,7 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("reconstruct", "Reconstruct T1, T2, T1rho, PD and match maps from a series.")
     p.add_argument("input", metavar="INPUT", help="HDF5 series file or DICOM folder")
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID, when the folder holds several MRF series")
-    p.add_argument("--labels", metavar="LABELS.nii.gz", help="label map for ROI statistics (names in LABELS.json)")
+    p.add_argument(
+        "--labels",
+        metavar="LABELS.nii.gz",
+        help="label map for ROI statistics: NIfTI (names in LABELS.json) or DICOM SEG (.dcm)",
+    )
     seq_arg(p)
     p.add_argument(
         "--method", choices=["dm", "nn"], default="dm", help="dictionary matching (dm) or neural network (nn)"

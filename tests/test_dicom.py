@@ -205,3 +205,42 @@ def test_dicom_reconstruct_through_the_cli(tmp_path, tiny_sequence, tiny_grid):
         assert (out / name).exists(), name
     text = (out / "roi_stats.csv").read_text()
     assert "medial femoral cartilage,T1,ms" in text
+
+
+def test_dicom_seg_labels_are_placed_by_position(tmp_path, synthetic):
+    from highdicom.seg import SegmentDescription, Segmentation
+    from pydicom.sr.codedict import codes
+
+    from mrfviewer.io.export import load_label_map
+
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    back = load_mrf_folder(tmp_path / "mrf")
+    # A SEG drawn on time point 5 (any time point must do).
+    sources = [pydicom.dcmread(tmp_path / "mrf" / "magnitude" / f"IM_t0005_z{z:02d}.dcm") for z in (1, 2)]
+    labels = np.zeros((2, 16, 20), dtype=np.uint8)
+    labels[0, 2:6, 3:9] = 1
+    labels[1, 8:12, 10:15] = 2
+    descriptions = [
+        SegmentDescription(i, name, codes.SCT.Tissue, codes.SCT.Tissue, "MANUAL")
+        for i, name in ((1, "lesion A"), (2, "lesion B"))
+    ]
+    seg = Segmentation(
+        sources,
+        labels,
+        "BINARY",
+        descriptions,
+        pydicom.uid.generate_uid(),
+        50,
+        pydicom.uid.generate_uid(),
+        1,
+        "test",
+        "test",
+        "1",
+        "1",
+    )
+    seg.save_as(tmp_path / "seg.dcm")
+    got, names = load_label_map(tmp_path / "seg.dcm", back.spatial_shape, back.geometry)
+    np.testing.assert_array_equal(got, labels)
+    assert names == {1: "lesion A", 2: "lesion B"}
+    with pytest.raises(MRFError, match="not a DICOM Segmentation"):
+        load_label_map(sources[0].filename, back.spatial_shape, back.geometry)

@@ -14,6 +14,7 @@ from mrfviewer import __version__
 from mrfviewer.errors import MRFError
 from mrfviewer.io.atomic import atomic_write, atomic_write_bytes, atomic_write_text, check_writable_target
 from mrfviewer.maps import FILE_STEMS, ParameterMaps
+from mrfviewer.series import Geometry
 
 _TIME_MAPS = ("T1", "T2", "T1rho")
 
@@ -123,9 +124,21 @@ def export_all(
     return written
 
 
-def load_label_map(path: str | Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, dict[int, str]]:
-    """A label NIfTI (x, y, z) as a (Z, Y, X) int array, with names from a ``.json`` sidecar if present."""
+def load_label_map(
+    path: str | Path, shape: tuple[int, int, int], geometry: Geometry | None = None
+) -> tuple[np.ndarray, dict[int, str]]:
+    """A label map as a (Z, Y, X) int array with names.
+
+    A NIfTI (x, y, z) takes names from a ``.json`` sidecar if present; a DICOM
+    SEG (``.dcm``) is placed on the series ``geometry`` by frame position.
+    """
     path = Path(path)
+    if path.suffix.lower() == ".dcm":
+        from mrfviewer.io.seg import read_seg_labels
+
+        if geometry is None:
+            raise MRFError("a DICOM SEG label map needs the geometry of a DICOM series")
+        return read_seg_labels(path, geometry, shape)
     try:
         image = nib.load(path)
         data = np.asarray(image.dataobj)
