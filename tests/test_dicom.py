@@ -208,7 +208,7 @@ def test_dicom_reconstruct_through_the_cli(tmp_path, tiny_sequence, tiny_grid):
 
 
 def test_dicom_seg_labels_are_placed_by_position(tmp_path, synthetic):
-    from highdicom.seg import SegmentDescription, Segmentation
+    from highdicom.seg import Segmentation, SegmentDescription
     from pydicom.sr.codedict import codes
 
     from mrfviewer.io.export import load_label_map
