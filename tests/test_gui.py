@@ -171,3 +171,21 @@ def test_scripted_screenshot(tmp_path, series_file, qapp, shared_cache, monkeypa
     assert run_gui(path, screenshot=shot, method="dm", click=(10, 12)) == 0
     image = QtGui.QImage(str(shot))
     assert image.width() >= 1000 and image.height() >= 700
+
+
+def test_nn_reconstruction_and_nn_fingerprint(qtbot, window, series_file, tmp_path, tiny_sequence, monkeypatch):
+    import mrfviewer.reconstruction as rec
+    from mrfviewer.nn.model_io import save_model
+    from mrfviewer.nn.training import TrainConfig, train
+
+    config = TrainConfig(hidden=[32, 32], n_train=3000, n_val=300, epochs=3, rank=8)
+    folder = save_model(train(tiny_sequence, config), tmp_path / "tiny_model")
+    monkeypatch.setattr(rec, "default_model_path", lambda: folder)
+    path, series = series_file
+    _open(qtbot, window, path)
+    _reconstruct(qtbot, window, "NN")
+    assert "uncertainty_T1" in window.map_view.names
+    with qtbot.waitSignal(window.nn_curve_added, timeout=30000):
+        window.show_pixel(0, 12, 10)
+    nn = window.fingerprint.curve_data("NN")
+    assert nn is not None and len(nn) == series.n_timepoints and np.all(np.isfinite(nn))

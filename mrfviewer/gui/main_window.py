@@ -80,6 +80,8 @@ class MainWindow(QtWidgets.QMainWindow):
     loaded = QtCore.Signal()
     reconstructed = QtCore.Signal(str)
     job_failed = QtCore.Signal(str)
+    nn_curve_added = QtCore.Signal()
+    _nn_curve_ready = QtCore.Signal(object, object, str)
 
     def __init__(self, settings: QtCore.QSettings | None = None):
         super().__init__()
@@ -124,6 +126,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.runner.failed.connect(self._job_failed)
         self.runner.cancelled.connect(self._job_cancelled)
         self.map_view.pixel_clicked.connect(self.show_pixel)
+        self._nn_curve_ready.connect(self._add_nn_curve)
+        self._clicked: tuple[int, int, int] | None = None
         self.map_view.hovered.connect(lambda text: self.statusBar().showMessage(text))
         self.map_view.slice_slider.valueChanged.connect(lambda _: self._update_rois())
         self.roi_panel.export_requested.connect(self.export_roi_csv_dialog)
@@ -390,12 +394,25 @@ class MainWindow(QtWidgets.QMainWindow):
                 t1, t2, t1rho = (dm.values[p][z, y, x] for p in ("T1", "T2", "T1rho"))
                 self.fingerprint.add_curve("DM atom", curve, f"T1 {t1:.0f}, T2 {t2:.1f}, T1rho {t1rho:.1f} ms")
         nn = self.maps.get("nn")
+        self._clicked = (z, y, x)
         if nn is not None and np.isfinite(nn.values["T1"][z, y, x]) and self.series.sequence is not None:
             from mrfviewer.simulation import simulate_one
 
             t1, t2, t1rho = (float(nn.values[p][z, y, x]) for p in ("T1", "T2", "T1rho"))
-            curve = simulate_one(self.series.sequence, t1, t2, max(t1rho, t2))
-            self.fingerprint.add_curve("NN", curve, f"T1 {t1:.0f}, T2 {t2:.1f}, T1rho {t1rho:.1f} ms")
+            sequence, pixel = self.series.sequence, (z, y, x)
+            text = f"T1 {t1:.0f}, T2 {t2:.1f}, T1rho {t1rho:.1f} ms"
+
+            def simulate() -> None:
+                # About 0.1 s for one tissue: off the GUI thread so the click stays instant.
+                curve = simulate_one(sequence, t1, t2, max(t1rho, t2))
+                self._nn_curve_ready.emit(pixel, curve, text)
+
+            QtCore.QThreadPool.globalInstance().start(simulate)
+
+    def _add_nn_curve(self, pixel: tuple, curve: np.ndarray, text: str) -> None:
+        if pixel == self._clicked:  # the user may have clicked elsewhere meanwhile
+            self.fingerprint.add_curve("NN", curve, text)
+            self.nn_curve_added.emit()
 
     def _cached_dictionary(self, maps: ParameterMaps):  # noqa: ANN202
         from mrfviewer.dictionary import cache_dir, load_dictionary

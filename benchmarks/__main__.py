@@ -1,0 +1,249 @@
+"""mrfviewer benchmarks: each figure with a baseline measured in the same run.
+
+    python -m benchmarks [--quick] [--output benchmarks/results.json]
+
+Prints a table and writes JSON. Ratios, not absolute times, carry the claims:
+the machine is shared and noisy, so every figure is compared with a baseline
+timed in the same process minutes apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mrfviewer.grid import default_knee_grid
+from mrfviewer.matching import best_atoms, chunk_sizes
+from mrfviewer.resources import default_sequence_path
+from mrfviewer.sequence import load_sequence
+from mrfviewer.simulation import simulate_fingerprints
+
+
+def _best_time(fn: Callable[[], object], repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _sample_atoms(n: int, seed: int = 0) -> np.ndarray:
+    params, _ = default_knee_grid().atoms()
+    return params[np.random.default_rng(seed).choice(len(params), n, replace=False)]
+
+
+def bench_dictionary(quick: bool) -> dict:
+    """Dictionary generation (atoms/s) vs the reference complex EPG path, same atoms."""
+    seq = load_sequence(default_sequence_path())
+    n = 4096 if quick else 32768
+    p = _sample_atoms(n)
+    fast = _best_time(lambda: simulate_fingerprints(seq, p[:, 0], p[:, 1], p[:, 2]), 1 if quick else 2)
+    n_ref = 512 if quick else 2048
+    ref = _best_time(lambda: simulate_fingerprints(seq, p[:n_ref, 0], p[:n_ref, 1], p[:n_ref, 2], reference=True), 1)
+    return {
+        "atoms": n,
+        "atoms_per_s": n / fast,
+        "reference_atoms_per_s": n_ref / ref,
+        "ratio_vs_reference": (n / fast) / (n_ref / ref),
+        "target_atoms_per_s": 10_000,
+        "peer": "mrpro EPG not run here (dev-only dependency not installed)",
+    }
+
+
+def bench_dm_vs_gemm(quick: bool) -> dict:
+    """DM voxel-atom pairs/s vs the complex GEMM of the same block shape."""
+    rng = np.random.default_rng(0)
+    k = 9
+    n_vox, n_atoms = (4096, 65536) if quick else (16384, 238069)
+    atoms = (rng.standard_normal((n_atoms, k)) + 1j * rng.standard_normal((n_atoms, k))).astype(np.complex64)
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    y = (rng.standard_normal((n_vox, k)) + 1j * rng.standard_normal((n_vox, k))).astype(np.complex64)
+    dm = _best_time(lambda: best_atoms(y, atoms), 2)
+    cv, ca = chunk_sizes(n_vox, n_atoms, 64)
+    a_h = np.ascontiguousarray(atoms[:ca].conj().T)
+    out = np.empty((cv, ca), dtype=np.complex64)
+    blocks = int(np.ceil(n_vox / cv) * np.ceil(n_atoms / ca))
+
+    def gemm() -> None:
+        for _ in range(blocks):
+            np.matmul(y[:cv], a_h, out=out)
+
+    g = _best_time(gemm, 2)
+    return {
+        "voxels": n_vox,
+        "atoms": n_atoms,
+        "rank": k,
+        "block": [cv, ca],
+        "dm_pairs_per_s": n_vox * n_atoms / dm,
+        "gemm_pairs_per_s": blocks * cv * ca / g,
+        "dm_fraction_of_gemm": (n_vox * n_atoms / dm) / (blocks * cv * ca / g),
+        "target_fraction": 0.5,
+    }
+
+
+def bench_dm_memory(quick: bool) -> dict:
+    """Peak traced memory of matching vs dictionary size at a fixed budget."""
+    rng = np.random.default_rng(1)
+    k = 9
+    # 256 x 256 x 4 voxels in the full run (64 x 64 x 4 quick); memory does not depend on the voxel count
+    # beyond the per-voxel outputs, which the table shows.
+    n_vox = 64 * 64 * 4 if quick else 256 * 256 * 4
+    sizes = [10_000, 30_000, 60_000] if quick else [20_000, 60_000, 238_069]
+    y = (rng.standard_normal((n_vox, k)) * (1 + 1j)).astype(np.complex64)
+    rows = []
+    for n_atoms in sizes:
+        atoms = (rng.standard_normal((n_atoms, k)) + 1j * rng.standard_normal((n_atoms, k))).astype(np.complex64)
+        atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        start = time.perf_counter()
+        best_atoms(y, atoms, memory_mb=64)
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+        rows.append(
+            {"atoms": n_atoms, "peak_mib": peak / 2**20, "atoms_copy_mib": atoms.nbytes / 2**20, "seconds": seconds}
+        )
+    return {"voxels": len(y), "budget_mib": 64, "sizes": rows}
+
+
+def bench_nn(quick: bool) -> dict:
+    """NN inference voxels/s on random coefficients, and DM time on the same voxels (extrapolated)."""
+    from mrfviewer.nn.features import fingerprint_features
+    from mrfviewer.nn.model import MRFNet
+
+    rng = np.random.default_rng(2)
+    n = 256 * 256 * (2 if quick else 16)
+    k = 12
+    net = MRFNet(2 * k, 3, [256, 256, 256]).eval()
+    y = torch.from_numpy((rng.standard_normal((n, k)) + 1j * rng.standard_normal((n, k))).astype(np.complex64))
+
+    def run() -> None:
+        with torch.inference_mode():
+            for start in range(0, n, 65536):
+                net(fingerprint_features(y[start : start + 65536]))
+
+    nn_s = _best_time(run, 2)
+    # DM on a subset of the same voxels against the full knee dictionary size, scaled linearly in voxels.
+    atoms = (rng.standard_normal((238_069, 9)) * (1 + 1j)).astype(np.complex64)
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    sub = 4096
+    dm_s = _best_time(lambda: best_atoms(y[:sub, :9].numpy(), atoms), 1) * n / sub
+    return {
+        "voxels": n,
+        "nn_voxels_per_s": n / nn_s,
+        "target_voxels_per_s": 1_000_000,
+        "dm_seconds_extrapolated": dm_s,
+        "nn_seconds": nn_s,
+        "dm_over_nn": dm_s / nn_s,
+    }
+
+
+def bench_loading(quick: bool) -> dict:
+    """Reading an MRF DICOM series (scan + assemble) vs bare pydicom.dcmread of the same files."""
+    import pydicom
+
+    from mrfviewer.io.dicom_read import load_mrf_folder
+    from mrfviewer.io.dicom_write import write_mrf_dicom
+    from mrfviewer.phantoms import knee_phantom
+    from mrfviewer.synthesis import synthesize_series
+
+    seq = load_sequence(default_sequence_path())
+    size = 32 if quick else 128
+    series = synthesize_series(knee_phantom((size, size)), seq, snr=50)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_mrf_dicom(series, Path(tmp) / "s")
+        files = sorted((Path(tmp) / "s").rglob("*.dcm"))
+        bare = _best_time(lambda: [pydicom.dcmread(f).pixel_array for f in files], 1)
+        ours = _best_time(lambda: load_mrf_folder(Path(tmp) / "s"), 1)
+    return {
+        "files": len(files),
+        "image": size,
+        "bare_seconds": bare,
+        "mrfviewer_seconds": ours,
+        "ratio": ours / bare,
+        "target_ratio": 1.5,
+    }
+
+
+def bench_scaling(quick: bool) -> dict:
+    """How DM and dictionary time grow with atoms, voxels and K (3 sizes each)."""
+    rng = np.random.default_rng(3)
+
+    def dm_time(n_vox: int, n_atoms: int, k: int) -> float:
+        atoms = (rng.standard_normal((n_atoms, k)) * (1 + 1j)).astype(np.complex64)
+        y = (rng.standard_normal((n_vox, k)) * (1 + 1j)).astype(np.complex64)
+        return _best_time(lambda: best_atoms(y, atoms), 1)
+
+    base_v, base_a, base_k = (2048, 20000, 9) if quick else (8192, 60000, 9)
+    seq = load_sequence(default_sequence_path())
+    dict_sizes = [1024, 2048, 4096] if quick else [4096, 8192, 16384]
+    p = _sample_atoms(max(dict_sizes))
+    return {
+        "dm_vs_atoms": [
+            {"atoms": a, "seconds": dm_time(base_v, a, base_k)} for a in (base_a // 4, base_a // 2, base_a)
+        ],
+        "dm_vs_voxels": [
+            {"voxels": v, "seconds": dm_time(v, base_a, base_k)} for v in (base_v // 4, base_v // 2, base_v)
+        ],
+        "dm_vs_rank": [{"rank": k, "seconds": dm_time(base_v, base_a, k)} for k in (6, 12, 24)],
+        "dictionary_vs_atoms": [
+            {"atoms": n, "seconds": _best_time(lambda n=n: simulate_fingerprints(seq, p[:n, 0], p[:n, 1], p[:n, 2]), 1)}
+            for n in dict_sizes
+        ],
+    }
+
+
+BENCHES = {
+    "dictionary": bench_dictionary,
+    "dm_vs_gemm": bench_dm_vs_gemm,
+    "dm_memory": bench_dm_memory,
+    "nn_inference": bench_nn,
+    "series_loading": bench_loading,
+    "scaling": bench_scaling,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="about a minute")
+    parser.add_argument("--output", default="benchmarks/results.json")
+    parser.add_argument("--only", nargs="*", choices=list(BENCHES), help="run only these")
+    args = parser.parse_args(argv)
+    results = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
+        "quick": args.quick,
+    }
+    for name in args.only or BENCHES:
+        start = time.perf_counter()
+        results[name] = BENCHES[name](args.quick)
+        results[name]["bench_seconds"] = round(time.perf_counter() - start, 1)
+        print(f"{name}: {json.dumps(results[name], default=float)}", flush=True)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
