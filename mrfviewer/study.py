@@ -179,8 +179,8 @@ def _dm_runs(sequence: Sequence, preset: StudyPreset, test: TestSet, cancel: Can
         gen_seconds = time.perf_counter() - start
         for rank in preset.dm_ranks:
             for refine in (False, True):
-                if rank != dictionary.rank and not refine:
-                    continue  # the refinement factor is shown at the energy-chosen rank only
+                if rank != max(preset.dm_ranks) and not refine:
+                    continue  # the refinement factor is shown at the largest rank only
                 y = dictionary.project(test.noisy, rank=rank)
                 t0 = time.perf_counter()
                 result = match_compressed(dictionary, y, rank=rank, refine=refine)
