@@ -324,15 +324,13 @@ def cmd_train(args: argparse.Namespace, cancel: CancelToken) -> int:
 
 
 def cmd_study(args: argparse.Namespace, cancel: CancelToken) -> int:
+    from mrfviewer.io.atomic import check_writable_target
     from mrfviewer.study import full_preset, quick_preset, run_study
 
     sequence = _sequence(args)
     preset = quick_preset() if args.quick else full_preset()
     output = Path(args.output)
-    if (output / "study.csv").exists() and not args.overwrite:
-        raise MRFError(
-            f"{output / 'study.csv'} already exists; choose another output or allow overwriting (--overwrite)"
-        )
+    check_writable_target(output / "study.csv", args.overwrite)
     with _progress_bar(f"study ({preset.name})", not args.quiet) as progress:
         result = run_study(sequence, output, preset, progress=progress, cancel=cancel)
     best, dm = result["best"], result["best_dm"]
@@ -346,16 +344,14 @@ def cmd_study(args: argparse.Namespace, cancel: CancelToken) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.dictionary import get_dictionary, load_dictionary
+    from mrfviewer.io.atomic import check_writable_target
     from mrfviewer.evaluation import EvaluationSettings, run_evaluation
     from mrfviewer.nn.model_io import default_model_path, load_model
 
     model = load_model(args.model or default_model_path())
     sequence = _sequence(args) if args.sequence else None
     output = Path(args.output)
-    if (output / "report.md").exists() and not args.overwrite:
-        raise MRFError(
-            f"{output / 'report.md'} already exists; choose another output or allow overwriting (--overwrite)"
-        )
+    check_writable_target(output / "report.md", args.overwrite)
     with _progress_bar("evaluate", not args.quiet) as progress:
         if args.dictionary:
             dictionary = load_dictionary(args.dictionary)
