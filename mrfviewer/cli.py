@@ -344,8 +344,8 @@ def cmd_study(args: argparse.Namespace, cancel: CancelToken) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.dictionary import get_dictionary, load_dictionary
-    from mrfviewer.io.atomic import check_writable_target
     from mrfviewer.evaluation import EvaluationSettings, run_evaluation
+    from mrfviewer.io.atomic import check_writable_target
     from mrfviewer.nn.model_io import default_model_path, load_model
 
     model = load_model(args.model or default_model_path())
