@@ -171,3 +171,14 @@ def test_cartilage_done_criterion_through_the_cli(tmp_path):
             ref = np.transpose(truth, (2, 1, 0))[roi]
             assert abs(est.mean() / ref.mean() - 1) < 0.03, (label, name)
             assert np.max(np.abs(est / ref - 1)) < 0.05, (label, name)
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    from mrfviewer.io.atomic import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "x.txt", "hello")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

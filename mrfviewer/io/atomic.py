@@ -14,6 +14,10 @@ from pathlib import Path
 
 from mrfviewer.errors import MRFError
 
+# mkstemp creates 0600 files; finished files get the usual permissions for the user's umask.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def check_writable_target(path: Path, overwrite: bool) -> None:
     """Raise :class:`MRFError` if ``path`` exists and ``overwrite`` is false."""
@@ -45,6 +49,7 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         yield tmp
         if not overwrite and path.exists():
             raise MRFError(f"{path} appeared while writing; not overwriting it")
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except OSError as exc:
         raise MRFError(f"writing {path} failed: {exc.strerror or exc}") from None
