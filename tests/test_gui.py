@@ -162,13 +162,35 @@ def test_export_maps_in_the_background(qtbot, window, series_file, tmp_path):
     assert (tmp_path / "out" / "T1map.nii.gz").exists()
 
 
-def test_scripted_screenshot(tmp_path, series_file, qapp, shared_cache, monkeypatch):
-    monkeypatch.setenv("MRFVIEWER_CACHE_DIR", str(shared_cache))
-    from mrfviewer.gui.app import run_gui
+def test_scripted_screenshot_through_the_cli(tmp_path, series_file, shared_cache):
+    """``mrfviewer gui PATH --screenshot`` in its own process, as the README and packaging use it."""
+    import os
+    import subprocess
+    import sys
 
     path, _ = series_file
     shot = tmp_path / "shot.png"
-    assert run_gui(path, screenshot=shot, method="dm", click=(10, 12)) == 0
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", MRFVIEWER_CACHE_DIR=str(shared_cache))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mrfviewer.cli",
+            "gui",
+            str(path),
+            "--screenshot",
+            str(shot),
+            "--method",
+            "dm",
+            "--click",
+            "10,12",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
     image = QtGui.QImage(str(shot))
     assert image.width() >= 1000 and image.height() >= 700
 
@@ -189,3 +211,12 @@ def test_nn_reconstruction_and_nn_fingerprint(qtbot, window, series_file, tmp_pa
         window.show_pixel(0, 12, 10)
     nn = window.fingerprint.curve_data("NN")
     assert nn is not None and len(nn) == series.n_timepoints and np.all(np.isfinite(nn))
+
+
+def test_label_outline_overlay(qtbot, window, series_file):
+    path, _ = series_file
+    _open(qtbot, window, path)
+    overlay = window.map_view._panels[0].overlay.image
+    assert overlay is not None and overlay[..., 3].max() == 150  # label edges drawn
+    window.roi_panel.outline_box.setChecked(False)
+    assert window.map_view._panels[0].overlay.image is None

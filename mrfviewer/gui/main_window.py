@@ -131,6 +131,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.map_view.hovered.connect(lambda text: self.statusBar().showMessage(text))
         self.map_view.slice_slider.valueChanged.connect(lambda _: self._update_rois())
         self.roi_panel.export_requested.connect(self.export_roi_csv_dialog)
+        self.roi_panel.outline_box.toggled.connect(lambda _: self._show_outline())
         self._refresh_recent()
         geometry = self.settings.value("geometry")
         if geometry is not None:
@@ -360,7 +361,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _attach_rois(self) -> None:
         self.roi_panel.attach(self.map_view.first_view(), self.map_view.first_image())
         self.roi_panel.set_labels(self.labels, self.label_names)
+        self._show_outline()
         self._update_rois()
+
+    def _show_outline(self) -> None:
+        self.map_view.set_overlay(self.labels if self.roi_panel.outline_box.isChecked() else None)
 
     def _update_rois(self) -> None:
         method = self._current_method()

@@ -28,11 +28,16 @@ class _Panel:
         self.view = layout.addViewBox(row=2 * row + 1, col=2 * col, lockAspect=True, invertY=True, enableMenu=False)
         self.image = pg.ImageItem()
         self.view.addItem(self.image)
+        self.overlay = pg.ImageItem()
+        self.overlay.setZValue(5)
+        self.view.addItem(self.overlay)
         self.cross = pg.ScatterPlotItem(size=9, pen=pg.mkPen("w", width=1.5), brush=None, symbol="+")
+        self.cross.setZValue(10)
         self.view.addItem(self.cross)
         self.bar = pg.ColorBarItem(values=(0, 1), interactive=False, width=12)
         layout.addItem(self.bar, row=2 * row + 1, col=2 * col + 1)
         self.window = (0.0, 1.0)
+        self._bar_ready = False
 
     def _title(self) -> str:
         unit = f" ({self.unit})" if self.unit not in ("", "1") else ""
@@ -43,11 +48,12 @@ class _Panel:
         table = relaxometry_table(self.name, lo, hi)
         rgba = (to_rgba(plane, table, lo, hi) * 255).astype(np.uint8)
         self.image.setImage(rgba, autoLevels=False, levels=(0, 255))
-        if window != self.window or self.bar.cmap is None:
+        if window != self.window or not self._bar_ready:
             colors = (table[1:] * 255).astype(np.uint8)
             self.bar.setColorMap(pg.ColorMap(np.linspace(0, 1, len(colors)), colors))
             self.bar.setLevels((lo, hi))
             self.bar.axis.setLabel(self.unit if self.unit not in ("", "1") else "")
+            self._bar_ready = True
         self.window = window
 
 
@@ -108,6 +114,11 @@ class MapView(QtWidgets.QWidget):
 
     def current_slice(self) -> int:
         return self.slice_slider.value()
+
+    def set_overlay(self, labels: np.ndarray | None) -> None:
+        """Outline the regions of a (Z, Y, X) label map on every view (``None`` hides it)."""
+        self._overlay = labels
+        self._redraw()
 
     def set_raw(self, magnitude: np.ndarray) -> None:
         """Show raw time-point images; ``magnitude`` is (T, Z, Y, X)."""
@@ -191,11 +202,28 @@ class MapView(QtWidgets.QWidget):
         n_slices = self.slice_slider.maximum() + 1
         self.slice_label.setText(f"slice {self.current_slice() + 1}/{n_slices}")
         self.time_label.setText(f"time point {self.time_slider.value() + 1}/{self.time_slider.maximum() + 1}")
+        outline = self._outline()
         for panel in self._panels:
             panel.show(self._plane(panel.name), self._windows[panel.name])
+            if outline is None:
+                panel.overlay.clear()
+            else:
+                panel.overlay.setImage(outline, autoLevels=False, levels=(0, 255))
         if self._panels and not getattr(self, "_ranged", False):
             self._panels[0].view.autoRange(padding=0.02)
         self._draw_cross()
+
+    def _outline(self) -> np.ndarray | None:
+        labels = getattr(self, "_overlay", None)
+        if labels is None or not self._panels:
+            return None
+        plane = labels[min(self.current_slice(), labels.shape[0] - 1)]
+        edge = np.zeros(plane.shape, dtype=bool)
+        edge[:-1] |= plane[:-1] != plane[1:]
+        edge[:, :-1] |= plane[:, :-1] != plane[:, 1:]
+        rgba = np.zeros((*plane.shape, 4), dtype=np.uint8)
+        rgba[edge] = (255, 255, 255, 150)
+        return rgba
 
     def _draw_cross(self) -> None:
         spots = []

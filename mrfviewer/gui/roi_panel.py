@@ -37,6 +37,8 @@ class RoiPanel(QtWidgets.QWidget):
         self.export_button = QtWidgets.QPushButton("Export CSV...")
         self.labels_box = QtWidgets.QCheckBox("label map statistics")
         self.labels_box.setChecked(True)
+        self.outline_box = QtWidgets.QCheckBox("outline labels")
+        self.outline_box.setChecked(True)
         self.table = QtWidgets.QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
         self.table.verticalHeader().setVisible(False)
@@ -46,7 +48,8 @@ class RoiPanel(QtWidgets.QWidget):
         for i, b in enumerate((self.rect_button, self.ellipse_button, self.polygon_button, self.clear_button)):
             buttons.addWidget(b, 0, i)
         buttons.addWidget(self.labels_box, 1, 0, 1, 2)
-        buttons.addWidget(self.export_button, 1, 2, 1, 2)
+        buttons.addWidget(self.outline_box, 1, 2)
+        buttons.addWidget(self.export_button, 1, 3)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(buttons)
