@@ -220,3 +220,21 @@ def test_label_outline_overlay(qtbot, window, series_file):
     assert overlay is not None and overlay[..., 3].max() == 150  # label edges drawn
     window.roi_panel.outline_box.setChecked(False)
     assert window.map_view._panels[0].overlay.image is None
+
+
+def test_load_labels_sequence_and_model_choices(qtbot, window, series_file, tmp_path, knee_sequence):
+    from mrfviewer.io.export import save_label_map
+
+    path, series = series_file
+    _open(qtbot, window, path)
+    labels = np.zeros(series.spatial_shape, dtype=np.int16)
+    labels[0, 2:5, 2:6] = 3
+    save_label_map(labels, {3: "my ROI"}, tmp_path / "mine.nii.gz", series.geometry.affine_ras(2))
+    window.load_labels(tmp_path / "mine.nii.gz")
+    assert {s.label for s in window.roi_panel.stats} == {"my ROI"}
+    # A sequence with another number of time points is refused with a message.
+    knee_sequence.save(tmp_path / "knee.json")
+    window.use_sequence(tmp_path / "knee.json")
+    assert "1750" in window.statusBar().currentMessage()
+    window.use_model(tmp_path)  # not a model folder
+    assert "not a model folder" in window.statusBar().currentMessage()

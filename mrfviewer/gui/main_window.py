@@ -189,6 +189,10 @@ class MainWindow(QtWidgets.QMainWindow):
         menu.addAction("Open demo", self.open_demo)
         self.recent_menu = menu.addMenu("Recent")
         menu.addSeparator()
+        menu.addAction("Load label map (NIfTI or DICOM SEG)...", self.load_labels_dialog, QtGui.QKeySequence("Ctrl+L"))
+        menu.addAction("Use sequence file...", self.choose_sequence_dialog)
+        menu.addAction("Use network folder...", self.choose_model_dialog)
+        menu.addSeparator()
         export = menu.addMenu("Export")
         self.export_nifti_action = export.addAction(
             "Maps as NIfTI...", lambda: self.export_maps_dialog("nifti"), QtGui.QKeySequence("Ctrl+E")
@@ -233,6 +237,64 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self._pending = ("load", path)
         self._scan_into_browser(path)
+
+    def load_labels_dialog(self) -> None:
+        name, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Load a label map", "", "Label maps (*.nii *.nii.gz *.dcm)"
+        )
+        if name:
+            self.load_labels(Path(name))
+
+    def load_labels(self, path: Path) -> None:
+        """Use a label NIfTI or DICOM SEG for ROI statistics and outlines."""
+        from mrfviewer.io.export import load_label_map
+
+        if self.series is None:
+            self._error("open a series before loading its label map")
+            return
+        try:
+            self.labels, self.label_names = load_label_map(path, self.series.spatial_shape, self.series.geometry)
+        except MRFError as exc:
+            self._error(str(exc))
+            return
+        self._attach_rois()
+        self.statusBar().showMessage(f"label map {path.name}: {len(np.unique(self.labels)) - 1} labels")
+
+    def choose_sequence_dialog(self) -> None:
+        name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Sequence file", "", "Sequence (*.json)")
+        if name:
+            self.use_sequence(Path(name))
+
+    def use_sequence(self, path: Path) -> None:
+        """Attach another sequence to the open series (the number of time points must match)."""
+        from mrfviewer.sequence import load_sequence
+
+        if self.series is None:
+            self._error("open a series first")
+            return
+        try:
+            self.series = self.series.with_sequence(load_sequence(path))
+        except MRFError as exc:
+            self._error(str(exc))
+            return
+        self.maps = {}
+        self._show_series()
+
+    def choose_model_dialog(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Network folder (model.pt + model.json)")
+        if folder:
+            self.use_model(Path(folder))
+
+    def use_model(self, folder: Path) -> None:
+        """Use this network for NN reconstructions instead of the shipped one."""
+        from mrfviewer.nn.model_io import load_model
+
+        try:
+            self._model = load_model(folder)
+        except MRFError as exc:
+            self._error(str(exc))
+            return
+        self.statusBar().showMessage(f"NN reconstructions use {self._model.identity}")
 
     def _scan_into_browser(self, path: Path) -> None:
         self.browser.clear()
@@ -280,10 +342,12 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         method = self.method.currentText().lower()
         settings = ReconstructionSettings(method=method, mask_threshold=self.mask_threshold.value())
-        series = self.series
-        if not self.runner.start(
-            f"reconstruct {method}", lambda p, c: reconstruct(series, settings, progress=p, cancel=c)
-        ):
+        series, model = self.series, self._model if method == "nn" else None
+
+        def job(p, c):  # noqa: ANN001, ANN202
+            return reconstruct(series, settings, model=model, progress=p, cancel=c)
+
+        if not self.runner.start(f"reconstruct {method}", job):
             self._busy_message()
 
     # -- job signals --------------------------------------------------------------
