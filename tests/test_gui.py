@@ -238,3 +238,28 @@ def test_load_labels_sequence_and_model_choices(qtbot, window, series_file, tmp_
     assert "1750" in window.statusBar().currentMessage()
     window.use_model(tmp_path)  # not a model folder
     assert "not a model folder" in window.statusBar().currentMessage()
+
+
+def test_nist_template_fit_gives_reference_and_error(qtbot, window, tmp_path, tiny_sequence):
+    from mrfviewer.phantoms import NIST_T2_ARRAY, nist_phantom
+
+    series = synthesize_series(nist_phantom((96, 96)), tiny_sequence, snr=200)
+    series.labels = None  # the template must find the spheres on its own
+    path = write_series_h5(series, tmp_path / "nist.h5")
+    _open(qtbot, window, path)
+    _reconstruct(qtbot, window)
+    window.roi_panel.labels_box.setChecked(False)
+    fitted = window.roi_panel.fit_template()
+    assert fitted is not None and window.roi_panel.template_roi is not None
+    rows = {(s.label, s.map): s for s in window.roi_panel.stats}
+    # Spheres 4-13 lie inside the tiny test grid's T2 range (8-200 ms): matched to within 10 %.
+    for i in range(4, 14):
+        assert rows[(f"sphere {i}", "T2")].mean == pytest.approx(NIST_T2_ARRAY["T2"][i - 1], rel=0.1)
+    table = window.roi_panel.table
+    columns = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    assert columns[-2:] == ["reference", "error %"]
+    row = next(
+        r for r in range(table.rowCount()) if table.item(r, 0).text() == "sphere 6" and table.item(r, 1).text() == "T2"
+    )
+    assert float(table.item(row, 7).text()) == pytest.approx(96.89, rel=1e-3)
+    assert abs(float(table.item(row, 8).text())) < 10

@@ -424,6 +424,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _attach_rois(self) -> None:
         self.roi_panel.attach(self.map_view.first_view(), self.map_view.first_image())
+        if self.series is not None:
+            self.roi_panel.pixel_spacing_mm = float(self.series.geometry.pixel_spacing_mm[1])
         self.roi_panel.set_labels(self.labels, self.label_names)
         self._show_outline()
         self._update_rois()

@@ -7,9 +7,53 @@ import pyqtgraph as pg
 from matplotlib.path import Path as PolygonPath
 from PySide6 import QtCore, QtWidgets
 
+from mrfviewer.phantom_fit import SphereTemplate, fit_nist_template
+from mrfviewer.phantoms import NIST_T2_ARRAY, nist_sphere_centres_mm
 from mrfviewer.roi import RoiStats, roi_statistics
 
-TABLE_COLUMNS = ("ROI", "map", "unit", "n", "mean", "SD", "median")
+TABLE_COLUMNS = ("ROI", "map", "unit", "n", "mean", "SD", "median", "reference", "error %")
+_TEMPLATE_MM = 140.0  # side of the template's square in mm
+
+
+class SphereTemplateROI(pg.ROI):
+    """The NIST sphere layout as one ROI: drag to move, handles to rotate and scale."""
+
+    def __init__(self, template: SphereTemplate):
+        side = _TEMPLATE_MM * template.px_per_mm
+        super().__init__((0, 0), (side, side), pen=pg.mkPen((0, 255, 255), width=1, style=QtCore.Qt.PenStyle.DashLine))
+        self.addRotateHandle((1, 0.5), (0.5, 0.5))
+        self.addScaleHandle((1, 1), (0.5, 0.5), lockAspect=True)
+        self.set_template(template)
+
+    def set_template(self, t: SphereTemplate) -> None:
+        side = _TEMPLATE_MM * t.px_per_mm
+        a = np.deg2rad(t.angle_deg)
+        half = np.array([side / 2, side / 2])
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        corner = np.array([t.cx, t.cy]) - rot @ half
+        self.setSize((side, side), finish=False)
+        self.setAngle(t.angle_deg, finish=False)
+        self.setPos(tuple(corner), finish=True)
+
+    def template(self) -> SphereTemplate:
+        side = float(self.size().x())
+        a = np.deg2rad(self.angle())
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        centre = np.array([self.pos().x(), self.pos().y()]) + rot @ np.array([side / 2, side / 2])
+        return SphereTemplate(float(centre[0]), float(centre[1]), float(self.angle()), side / _TEMPLATE_MM)
+
+    def paint(self, painter, option, widget=None) -> None:  # noqa: ANN001 - Qt API
+        super().paint(painter, option, widget)
+        side = float(self.size().x())
+        scale = side / _TEMPLATE_MM
+        painter.setPen(pg.mkPen((0, 255, 255), width=1.5))
+        for i, (x, y) in enumerate(nist_sphere_centres_mm()):
+            cx, cy = side / 2 + x * scale, side / 2 + y * scale
+            r = 10.0 * scale
+            painter.drawEllipse(QtCore.QPointF(cx, cy), r, r)
+            painter.drawText(
+                QtCore.QRectF(cx - r, cy - r, 2 * r, 2 * r), QtCore.Qt.AlignmentFlag.AlignCenter, str(i + 1)
+            )
 
 
 def roi_mask(roi: pg.ROI, image: pg.ImageItem, shape: tuple[int, int]) -> np.ndarray:
@@ -35,6 +79,10 @@ class RoiPanel(QtWidgets.QWidget):
         self.polygon_button = QtWidgets.QPushButton("Polygon")
         self.clear_button = QtWidgets.QPushButton("Clear")
         self.export_button = QtWidgets.QPushButton("Export CSV...")
+        self.template_button = QtWidgets.QPushButton("NIST template")
+        self.template_button.setToolTip("overlay the NIST/ISMRM sphere template (drag, rotate, scale)")
+        self.fit_button = QtWidgets.QPushButton("Fit template")
+        self.fit_button.setToolTip("fit the sphere template to the PD map (T2 decides the orientation)")
         self.labels_box = QtWidgets.QCheckBox("label map statistics")
         self.labels_box.setChecked(True)
         self.outline_box = QtWidgets.QCheckBox("outline labels")
@@ -47,6 +95,8 @@ class RoiPanel(QtWidgets.QWidget):
         buttons = QtWidgets.QGridLayout()
         for i, b in enumerate((self.rect_button, self.ellipse_button, self.polygon_button, self.clear_button)):
             buttons.addWidget(b, 0, i)
+        buttons.addWidget(self.template_button, 2, 0, 1, 2)
+        buttons.addWidget(self.fit_button, 2, 2, 1, 2)
         buttons.addWidget(self.labels_box, 1, 0, 1, 2)
         buttons.addWidget(self.outline_box, 1, 2)
         buttons.addWidget(self.export_button, 1, 3)
@@ -60,6 +110,10 @@ class RoiPanel(QtWidgets.QWidget):
         self.clear_button.clicked.connect(self.clear)
         self.export_button.clicked.connect(self.export_requested)
         self.labels_box.toggled.connect(lambda _: self.refresh())
+        self.template_button.clicked.connect(self.add_template)
+        self.fit_button.clicked.connect(self.fit_template)
+        self.template_roi: SphereTemplateROI | None = None
+        self.references: dict[str, float] = {}
         self.rois: list[tuple[str, pg.ROI]] = []
         self._view: pg.ViewBox | None = None
         self._image: pg.ImageItem | None = None
@@ -72,6 +126,7 @@ class RoiPanel(QtWidgets.QWidget):
     def attach(self, view: pg.ViewBox | None, image: pg.ImageItem | None) -> None:
         """Draw ROIs on ``view`` (over ``image``); existing ROIs are dropped."""
         self.rois = []
+        self.template_roi = None
         self._view, self._image = view, image
 
     def set_layers(self, layers: dict[str, tuple[np.ndarray, str]], slice_index: int) -> None:
@@ -107,11 +162,45 @@ class RoiPanel(QtWidgets.QWidget):
         self.refresh()
         return roi
 
+    def add_template(self, template: SphereTemplate | None = None) -> SphereTemplateROI | None:
+        """Overlay the NIST sphere template (centred, 1 mm per pixel, unless given)."""
+        if self._view is None or self._image is None or self._image.image is None:
+            return None
+        if self.template_roi is not None:
+            self._view.removeItem(self.template_roi)
+        h, w = self._image.image.shape[:2]
+        template = template or SphereTemplate(w / 2, h / 2, 0.0, min(h, w) / 150.0)
+        self.template_roi = SphereTemplateROI(template)
+        self._view.addItem(self.template_roi)
+        self.template_roi.sigRegionChangeFinished.connect(lambda _: self.refresh())
+        self.refresh()
+        return self.template_roi
+
+    def fit_template(self) -> SphereTemplate | None:
+        """Fit the template to the current slice's PD map (and T2 for sphere identity)."""
+        if "PD" not in self._layers:
+            return None
+        pd = self._layers["PD"][0][self._slice]
+        t2 = self._layers["T2"][0][self._slice] if "T2" in self._layers else None
+        fitted = fit_nist_template(pd, 1.0 / max(self._pixels_per_mm(), 1e-6), t2=t2)
+        if self.template_roi is None:
+            self.add_template(fitted)
+        else:
+            self.template_roi.set_template(fitted)
+        self.refresh()
+        return fitted
+
+    def _pixels_per_mm(self) -> float:
+        return 1.0 / getattr(self, "pixel_spacing_mm", 1.0)
+
     def clear(self) -> None:
         for _, roi in self.rois:
             if self._view is not None:
                 self._view.removeItem(roi)
+        if self.template_roi is not None and self._view is not None:
+            self._view.removeItem(self.template_roi)
         self.rois = []
+        self.template_roi = None
         self.refresh()
 
     def masks(self) -> list[tuple[str, np.ndarray]]:
@@ -123,10 +212,22 @@ class RoiPanel(QtWidgets.QWidget):
                 mask = np.zeros(shape, dtype=bool)
                 mask[self._slice] = roi_mask(roi, self._image, shape[1:])
                 out.append((name, mask))
+            if self.template_roi is not None:
+                for i, disk in enumerate(self.template_roi.template().masks(shape[1:])):
+                    mask = np.zeros(shape, dtype=bool)
+                    mask[self._slice] = disk
+                    out.append((f"sphere {i + 1}", mask))
             if self.labels_box.isChecked() and self._labels is not None and self._labels.shape == shape:
                 for label in sorted(int(v) for v in np.unique(self._labels) if v != 0):
                     out.append((self._label_names.get(label, f"label {label}"), self._labels == label))
         return out
+
+    def reference(self, label: str, map_name: str) -> float | None:
+        """Reference value of a template sphere (NIST T2 array, 3 T; T1rho assumed equal to T2)."""
+        if not label.startswith("sphere ") or map_name not in ("T1", "T2", "T1rho"):
+            return None
+        i = int(label.split()[1]) - 1
+        return float(NIST_T2_ARRAY["T1" if map_name == "T1" else "T2"][i])
 
     def refresh(self) -> None:
         self.stats = [
@@ -136,6 +237,18 @@ class RoiPanel(QtWidgets.QWidget):
         ]
         self.table.setRowCount(len(self.stats))
         for row, s in enumerate(self.stats):
-            cells = (s.label, s.map, s.unit, str(s.n_voxels), f"{s.mean:.4g}", f"{s.sd:.3g}", f"{s.median:.4g}")
+            ref = self.reference(s.label, s.map)
+            error = f"{100 * (s.mean / ref - 1):+.1f}" if ref and np.isfinite(s.mean) else ""
+            cells = (
+                s.label,
+                s.map,
+                s.unit,
+                str(s.n_voxels),
+                f"{s.mean:.4g}",
+                f"{s.sd:.3g}",
+                f"{s.median:.4g}",
+                f"{ref:.4g}" if ref else "",
+                error,
+            )
             for col, text in enumerate(cells):
                 self.table.setItem(row, col, QtWidgets.QTableWidgetItem(text))
