@@ -43,7 +43,9 @@ class SphereTemplateROI(pg.ROI):
         return SphereTemplate(float(centre[0]), float(centre[1]), float(self.angle()), side / _TEMPLATE_MM)
 
     def paint(self, painter, option, widget=None) -> None:  # noqa: ANN001 - Qt API
+        painter.save()  # the base class leaves the painter scaled to a unit square
         super().paint(painter, option, widget)
+        painter.restore()
         side = float(self.size().x())
         scale = side / _TEMPLATE_MM
         painter.setPen(pg.mkPen((0, 255, 255), width=1.5))
