@@ -99,5 +99,4 @@ def synthesize_series(
         labels=phantom.labels,
         label_names=phantom.label_names,
     )
-    series.noise_sigma = sigma  # type: ignore[attr-defined]
     return series

@@ -263,3 +263,16 @@ def test_nist_template_fit_gives_reference_and_error(qtbot, window, tmp_path, ti
     )
     assert float(table.item(row, 7).text()) == pytest.approx(96.89, rel=1e-3)
     assert abs(float(table.item(row, 8).text())) < 10
+
+
+def test_dicom_folder_fills_the_browser(qtbot, window, tmp_path, tiny_sequence):
+    from mrfviewer.io.dicom_write import write_mrf_dicom
+
+    series = synthesize_series(knee_phantom((16, 16)), tiny_sequence, snr=50)
+    write_mrf_dicom(series, tmp_path / "dicom", description="MRF test")
+    _open(qtbot, window, tmp_path / "dicom")
+    patient = window.browser.topLevelItem(0)
+    assert patient.text(0).startswith("MRFVIEWER^SYNTHETIC")
+    series_items = [patient.child(0).child(i) for i in range(patient.child(0).childCount())]
+    assert {item.text(0) for item in series_items} == {"MRF test (magnitude)", "MRF test (phase)"}
+    assert all(item.text(1) == "100" and item.text(2) == "yes" for item in series_items)

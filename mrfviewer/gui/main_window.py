@@ -25,23 +25,27 @@ log = logging.getLogger(__name__)
 MAX_RECENT = 8
 
 
-def load_any(path: Path, progress, cancel) -> tuple[Series, np.ndarray | None, dict[int, str]]:  # noqa: ANN001
-    """A series from a DICOM folder or an HDF5 file, with its label map if one lies beside it."""
+def load_any(path: Path, progress, cancel):  # noqa: ANN001, ANN201
+    """(series, labels, label names, folder scan or None) from a DICOM folder or an HDF5 file.
+
+    A label map beside the DICOM series (``labels.nii.gz``) is loaded with it.
+    """
     from mrfviewer.io.export import load_label_map
 
     if path.is_dir():
-        from mrfviewer.io.dicom_read import load_mrf_folder
+        from mrfviewer.io.dicom_read import load_mrf_folder, scan_folder
 
-        series = load_mrf_folder(path, progress=progress, cancel=cancel)
+        scan = scan_folder(path, progress=progress, cancel=cancel)
+        series = load_mrf_folder(path, scan=scan, cancel=cancel)
         labels_path = path / "labels.nii.gz"
         if labels_path.exists():
             labels, names = load_label_map(labels_path, series.spatial_shape)
-            return series, labels, names
-        return series, None, {}
+            return series, labels, names, scan
+        return series, None, {}, scan
     from mrfviewer.io.series_h5 import read_series_h5
 
     series = read_series_h5(path)
-    return series, series.labels, series.label_names
+    return series, series.labels, series.label_names, None
 
 
 class StartPage(QtWidgets.QWidget):
@@ -236,7 +240,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self._busy_message()
             return
         self._pending = ("load", path)
-        self._scan_into_browser(path)
 
     def load_labels_dialog(self) -> None:
         name, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -296,17 +299,10 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.statusBar().showMessage(f"NN reconstructions use {self._model.identity}")
 
-    def _scan_into_browser(self, path: Path) -> None:
+    def _fill_browser(self, path: Path, scan) -> None:  # noqa: ANN001 - a ScanResult or None (HDF5)
         self.browser.clear()
-        if not path.is_dir():
+        if scan is None:
             QtWidgets.QTreeWidgetItem(self.browser, [path.name, "", "HDF5"])
-            return
-        try:
-            from mrfviewer.io.dicom_read import scan_folder
-
-            scan = scan_folder(path)  # headers only; fast for demo-sized folders
-        except MRFError as exc:
-            self._error(str(exc))
             return
         for patient, studies in scan.tree().items():
             p_item = QtWidgets.QTreeWidgetItem(self.browser, [patient])
@@ -371,9 +367,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_path(path)
             return
         if kind == "load":
-            self.series, self.labels, self.label_names = result  # type: ignore[misc]
+            self.series, self.labels, self.label_names, scan = result  # type: ignore[misc]
             _, self.path = self._pending or ("", None)
             self._pending = None
+            if self.path is not None:
+                self._fill_browser(self.path, scan)
             self.maps = {}
             self._show_series()
             self._remember(self.path)

@@ -191,7 +191,7 @@ def _component_from_type(image_type: object) -> str | None:
     return None
 
 
-def _records(path: Path, ds: pydicom.Dataset) -> list[ImageRecord]:
+def _records(path: Path, ds: pydicom.Dataset, has_pixels: bool) -> list[ImageRecord]:
     common = dict(
         path=path,
         patient=str(ds.get("PatientName", "")) or "anonymous",
@@ -206,7 +206,7 @@ def _records(path: Path, ds: pydicom.Dataset) -> list[ImageRecord]:
         rows=int(_float(ds.get("Rows"), 0) or 0),
         columns=int(_float(ds.get("Columns"), 0) or 0),
         bits_stored=int(_float(ds.get("BitsStored"), 16) or 16),
-        has_pixels="PixelData" in ds or "FloatPixelData" in ds or bool(ds.get("_has_pixels", False)),
+        has_pixels=has_pixels,
         frame_of_reference=str(ds.get("FrameOfReferenceUID", "")),
     )
     n_frames = int(_float(ds.get("NumberOfFrames"), 1) or 1)
@@ -293,9 +293,9 @@ def scan_folder(
             skipped.append((path, "no image (no Rows or SOPClassUID)"))
             continue
         try:
-            # stop_before_pixels hides whether pixels exist; the file size tells.
-            ds._has_pixels = path.stat().st_size > 128 + int(ds.Rows) * int(ds.get("Columns", 0))  # noqa: SLF001
-            for rec in _records(path, ds):
+            # stop_before_pixels hides whether pixel data follow; the file size tells.
+            has_pixels = path.stat().st_size > 128 + int(ds.Rows) * int(ds.get("Columns", 0))
+            for rec in _records(path, ds, has_pixels):
                 info = series.setdefault(rec.series_uid, SeriesInfo(rec.series_uid, [], 0, 0))
                 info.records.append(rec)
             info.n_files += 1
@@ -482,15 +482,16 @@ def load_mrf_folder(
     sequence: Sequence | None = None,
     series_uid: str | None = None,
     *,
+    scan: ScanResult | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Series:
-    """Scan ``folder`` and assemble its MRF series (magnitude plus phase partner if any).
+    """Scan ``folder`` (or use ``scan``) and assemble its MRF series (magnitude plus phase partner if any).
 
     A folder with several MRF acquisitions needs ``series_uid``; a folder with none
     gets a message listing what was found and why it is not an MRF series.
     """
-    scan = scan_folder(folder, progress=progress, cancel=cancel)
+    scan = scan if scan is not None else scan_folder(folder, progress=progress, cancel=cancel)
     if not scan.series:
         detail = f"; {len(scan.skipped)} file(s) were not DICOM images" if scan.skipped else ""
         raise MRFError(f"no DICOM images found in {folder}{detail}")
