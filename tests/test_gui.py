@@ -276,3 +276,27 @@ def test_dicom_folder_fills_the_browser(qtbot, window, tmp_path, tiny_sequence):
     series_items = [patient.child(0).child(i) for i in range(patient.child(0).childCount())]
     assert {item.text(0) for item in series_items} == {"MRF test (magnitude)", "MRF test (phase)"}
     assert all(item.text(1) == "100" and item.text(2) == "yes" for item in series_items)
+
+
+def test_open_demo_shows_progress_and_can_be_cancelled(qtbot, window, monkeypatch):
+    import mrfviewer.demo as demo
+
+    def slow_demo(progress=None, cancel=None, **_):
+        import time
+
+        for i in range(200):
+            progress(i / 200, "simulating")
+            cancel.raise_if_cancelled()
+            time.sleep(0.01)
+        return {}
+
+    monkeypatch.setattr(demo, "ensure_demo_data", slow_demo)
+    with qtbot.waitSignal(window.runner.cancelled, timeout=30000):
+        window.open_demo()
+        assert window.demo_dialog is not None
+        qtbot.wait(700)  # the dialog appears after its minimum duration
+        from PySide6 import QtWidgets
+
+        button = window.demo_dialog.findChild(QtWidgets.QPushButton)
+        qtbot.mouseClick(button, QtCore.Qt.MouseButton.LeftButton)
+    assert window.demo_dialog is None and window.series is None

@@ -101,6 +101,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._dictionary = None
         self._model = None
         self._pending: tuple[str, Path] | None = None
+        self.demo_dialog: QtWidgets.QProgressDialog | None = None
 
         self.map_view = MapView()
         self.start_page = StartPage(self)
@@ -230,6 +231,13 @@ class MainWindow(QtWidgets.QMainWindow):
             self._busy_message()
             return
         self._pending = ("demo", demo_dir() / "knee")
+        # First use simulates the demo series (about a minute): say so in a dialog that can cancel.
+        self.demo_dialog = QtWidgets.QProgressDialog(
+            "Preparing the demo data (first use only)...", "Cancel", 0, 100, self
+        )
+        self.demo_dialog.setWindowTitle("mrfviewer demo")
+        self.demo_dialog.setMinimumDuration(500)
+        self.demo_dialog.canceled.connect(self.runner.cancel)
 
     def open_path(self, path: Path) -> None:
         """Load a DICOM folder or HDF5 series in the background."""
@@ -355,11 +363,21 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _job_progress(self, kind: str, fraction: float, message: str, left: float) -> None:
         self.progress.setValue(int(fraction * 100))
+        if kind == "demo" and self.demo_dialog is not None:
+            self.demo_dialog.setValue(int(fraction * 100))
+            self.demo_dialog.setLabelText(f"Preparing the demo data (first use only): {message}")
         eta = f", about {left:.0f} s left" if left >= 0 else ""
         self.statusBar().showMessage(f"{kind}: {message}{eta}")
 
+    def _close_demo_dialog(self) -> None:
+        if self.demo_dialog is not None:
+            self.demo_dialog.canceled.disconnect()
+            self.demo_dialog.close()
+            self.demo_dialog = None
+
     def _job_finished(self, kind: str, result: object) -> None:
         self.progress.setVisible(False)
+        self._close_demo_dialog()
         self._update_actions()
         if kind == "demo" and self._pending is not None:
             _, path = self._pending
@@ -387,6 +405,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _job_failed(self, kind: str, message: str) -> None:
         self.progress.setVisible(False)
+        self._close_demo_dialog()
         self._pending = None
         self._update_actions()
         log.warning("%s failed: %s", kind, message)
@@ -395,6 +414,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _job_cancelled(self, kind: str) -> None:
         self.progress.setVisible(False)
+        self._close_demo_dialog()
         self._pending = None
         self._update_actions()
         self.statusBar().showMessage(f"{kind} cancelled; nothing was changed")
