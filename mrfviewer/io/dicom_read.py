@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
 from mrfviewer.errors import MRFError
@@ -266,6 +265,23 @@ def _records(path: Path, ds: pydicom.Dataset, has_pixels: bool) -> list[ImageRec
     return [record]
 
 
+class _NotAnImage(Exception):
+    """A readable DICOM file that holds no image (e.g. a report, a DICOMDIR-like object)."""
+
+
+def _read_header(path: Path) -> list[ImageRecord]:
+    """Header records of one file, read completely now (pydicom parses lazily)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    if "Rows" not in ds or "SOPClassUID" not in ds:
+        raise _NotAnImage("no image (no Rows or SOPClassUID)")
+    # stop_before_pixels hides whether pixel data follow; the file size tells.
+    has_pixels = path.stat().st_size > 128 + int(ds.Rows) * int(ds.get("Columns", 0))
+    records = _records(path, ds, has_pixels)
+    if not records:
+        raise _NotAnImage("no frames")
+    return records
+
+
 def scan_folder(
     root: str | Path, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
 ) -> ScanResult:
@@ -285,23 +301,20 @@ def scan_folder(
         if path.name.upper() == "DICOMDIR" or path.name == SIDECAR:
             continue
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError, KeyError) as exc:
+            records = _read_header(path)
+        except _NotAnImage as exc:
+            skipped.append((path, str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one unreadable file must never break a scan
+            # pydicom raises many kinds on damaged files (InvalidDicomError, NotImplementedError for
+            # unknown VRs, BytesLengthException, struct errors...); all mean "skip this file".
             skipped.append((path, f"not readable as DICOM ({type(exc).__name__})"))
             continue
-        if "Rows" not in ds or "SOPClassUID" not in ds:
-            skipped.append((path, "no image (no Rows or SOPClassUID)"))
-            continue
-        try:
-            # stop_before_pixels hides whether pixel data follow; the file size tells.
-            has_pixels = path.stat().st_size > 128 + int(ds.Rows) * int(ds.get("Columns", 0))
-            for rec in _records(path, ds, has_pixels):
-                info = series.setdefault(rec.series_uid, SeriesInfo(rec.series_uid, [], 0, 0))
-                info.records.append(rec)
-            info.n_files += 1
-            info.size_bytes += path.stat().st_size
-        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
-            skipped.append((path, f"unusable header ({type(exc).__name__}: {exc})"))
+        for rec in records:
+            series.setdefault(rec.series_uid, SeriesInfo(rec.series_uid, [], 0, 0)).records.append(rec)
+        info = series[records[0].series_uid]
+        info.n_files += 1
+        info.size_bytes += path.stat().st_size
     report(progress, 1.0, f"scanned {len(files)} files")
     return ScanResult(root=root, series=series, n_files=len(files), skipped=skipped)
 
