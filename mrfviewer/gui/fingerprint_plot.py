@@ -53,53 +53,11 @@ class FingerprintPlot(QtWidgets.QWidget):
         self.items: dict[str, pg.PlotDataItem] = {}
 
     def set_markers(self, markers: list[tuple[int, str]]) -> None:
-        """Preparation blocks as (first time point after the block, label)."""
-        self._markers = markers
-        self._draw()
-
-    def set_fingerprint(self, measured: np.ndarray, title: str = "") -> None:
-        """The measured signal of a voxel; model curves are cleared."""
-        self._measured = np.asarray(measured)
-        self._curves = {}
-        self.info.setText(title)
-        self._draw()
-
-    def add_curve(self, name: str, curve: np.ndarray, description: str) -> None:
-        """A model curve, scaled to the measured signal; the legend shows ``description`` and the residual."""
-        if self._measured is None:
-            return
-        fitted = scaled_to(self._measured, np.asarray(curve, dtype=np.complex128))
-        residual = relative_residual(self._measured, fitted)
-        self._curves[name] = (fitted, f"{name}: {description}; residual {100 * residual:.1f} %")
-        self._draw()
-
-    def curve_data(self, name: str) -> np.ndarray | None:
-        """The plotted y-values of a curve (for tests and export)."""
-        item = self.items.get(name)
-        return None if item is None else item.yData
-
-    def _draw(self) -> None:
-        self.plot.clear()
-        self.legend.clear()
-        self.items = {}
-        if self._measured is None:
-            return
-        mode = self.mode.currentText()
-        series = [("measured", self._measured, "measured")] + [(n, c, d) for n, (c, d) in self._curves.items()]
-        for name, values, label in series:
-            color = _COLORS.get(name, (200, 200, 0))
-            width = 1 if name == "measured" else 1.5
-            if mode == "magnitude":
-                parts = [(np.abs(values), label, SOLID)]
-            elif mode == "phase":
-                parts = [(np.angle(values), label, SOLID)]
-            else:
-                parts = [(values.real, f"{label} (real)", SOLID), (values.imag, f"{label} (imag)", DASH)]
-            for j, (y, text, style) in enumerate(parts):
-                item = self.plot.plot(np.arange(len(y)), y, pen=pg.mkPen(color, width=width, style=style), name=text)
-                self.items[name if j == 0 else f"{name} imag"] = item
-        self.plot.setLabel("left", "phase (rad)" if mode == "phase" else "signal (a.u.)")
-        for index, label in self._markers:
+        """Preparation blocks as (first time point after the block, label); drawn once."""
+        for line in getattr(self, "_marker_lines", []):
+            self.plot.removeItem(line)
+        self._marker_lines = []
+        for index, label in markers:
             line = pg.InfiniteLine(
                 pos=index,
                 angle=90,
@@ -108,3 +66,69 @@ class FingerprintPlot(QtWidgets.QWidget):
                 labelOpts={"position": 0.95, "color": (180, 180, 180), "rotateAxis": (1, 0)},
             )
             self.plot.addItem(line)
+            self._marker_lines.append(line)
+
+    def set_fingerprint(
+        self, measured: np.ndarray, title: str = "", curves: dict[str, tuple[np.ndarray, str]] | None = None
+    ) -> None:
+        """The measured signal of a voxel and its model curves (name -> (curve, description)); one redraw."""
+        self._measured = np.asarray(measured)
+        self._curves = {}
+        self.info.setText(title)
+        for name, (curve, description) in (curves or {}).items():
+            self._fit_curve(name, curve, description)
+        self._draw()
+
+    def add_curve(self, name: str, curve: np.ndarray, description: str) -> None:
+        """A model curve, scaled to the measured signal; the legend shows ``description`` and the residual."""
+        if self._measured is None:
+            return
+        self._fit_curve(name, curve, description)
+        self._draw()
+
+    def _fit_curve(self, name: str, curve: np.ndarray, description: str) -> None:
+        fitted = scaled_to(self._measured, np.asarray(curve, dtype=np.complex128))
+        residual = relative_residual(self._measured, fitted)
+        self._curves[name] = (fitted, f"{name}: {description}; residual {100 * residual:.1f} %")
+
+    def curve_data(self, name: str) -> np.ndarray | None:
+        """The plotted y-values of a curve (for tests and export)."""
+        item = self.items.get(name)
+        return None if item is None or not item.isVisible() else item.yData
+
+    def _parts(self, name: str, values: np.ndarray, label: str) -> list[tuple[str, np.ndarray, str, object]]:
+        mode = self.mode.currentText()
+        if mode == "magnitude":
+            return [(name, np.abs(values), label, SOLID)]
+        if mode == "phase":
+            return [(name, np.angle(values), label, SOLID)]
+        return [(name, values.real, f"{label} (real)", SOLID), (f"{name} imag", values.imag, f"{label} (imag)", DASH)]
+
+    def _draw(self) -> None:
+        """Update the curves in place (items are reused: a click must redraw fast)."""
+        if self._measured is None:
+            for item in self.items.values():
+                item.setVisible(False)
+            return
+        wanted = [("measured", self._measured, "measured")] + [(n, c, d) for n, (c, d) in self._curves.items()]
+        shown: dict[str, str] = {}
+        for name, values, label in wanted:
+            color = _COLORS.get(name, (200, 200, 0))
+            for key, y, text, style in self._parts(name, values, label):
+                item = self.items.get(key)
+                if item is None:
+                    item = self.plot.plot([], [])
+                    self.items[key] = item
+                item.setPen(pg.mkPen(color, width=1 if name == "measured" else 1.5, style=style))
+                item.setData(np.arange(len(y)), y)
+                item.setVisible(True)
+                shown[key] = text
+        for key, item in self.items.items():
+            if key not in shown:
+                item.setVisible(False)
+        if shown != getattr(self, "_legend_text", None):
+            self.legend.clear()
+            for key, text in shown.items():
+                self.legend.addItem(self.items[key], text)
+            self._legend_text = shown
+        self.plot.setLabel("left", "phase (rad)" if self.mode.currentText() == "phase" else "signal (a.u.)")

@@ -472,8 +472,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.series is None:
             return
         measured = self.series.data[:, z, y, x]
-        title = f"pixel x {x}, y {y}, slice {z + 1}"
-        self.fingerprint.set_fingerprint(measured, title)
+        curves = {}
         dm = self.maps.get("dm")
         if dm is not None and dm.atom is not None and dm.atom[z, y, x] >= 0:
             dictionary = self._cached_dictionary(dm)
@@ -481,7 +480,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 atom = int(dm.atom[z, y, x])
                 curve = dictionary.coeffs[atom] @ dictionary.basis  # expansion in the SVD basis: instant
                 t1, t2, t1rho = (dm.values[p][z, y, x] for p in ("T1", "T2", "T1rho"))
-                self.fingerprint.add_curve("DM atom", curve, f"T1 {t1:.0f}, T2 {t2:.1f}, T1rho {t1rho:.1f} ms")
+                curves["DM atom"] = (curve, f"T1 {t1:.0f}, T2 {t2:.1f}, T1rho {t1rho:.1f} ms")
+        self.fingerprint.set_fingerprint(measured, f"pixel x {x}, y {y}, slice {z + 1}", curves)
         nn = self.maps.get("nn")
         self._clicked = (z, y, x)
         if nn is not None and np.isfinite(nn.values["T1"][z, y, x]) and self.series.sequence is not None:
