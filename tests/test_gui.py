@@ -275,7 +275,7 @@ def test_dicom_folder_fills_the_browser(qtbot, window, tmp_path, tiny_sequence):
     assert patient.text(0).startswith("MRFVIEWER^SYNTHETIC")
     series_items = [patient.child(0).child(i) for i in range(patient.child(0).childCount())]
     assert {item.text(0) for item in series_items} == {"MRF test (magnitude)", "MRF test (phase)"}
-    assert all(item.text(1) == "100" and item.text(2) == "yes" for item in series_items)
+    assert all(item.text(1) == "100" and item.text(2) == "1" and item.text(4) == "yes" for item in series_items)
 
 
 def test_open_demo_shows_progress_and_can_be_cancelled(qtbot, window, monkeypatch):

@@ -112,7 +112,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.fingerprint = FingerprintPlot()
         self.roi_panel = RoiPanel()
         self.browser = QtWidgets.QTreeWidget()
-        self.browser.setHeaderLabels(["series", "images", "MRF?"])
+        self.browser.setHeaderLabels(["series", "time points", "slices", "MiB", "MRF?"])
         docks = [
             self._add_dock("Dataset", self.browser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea),
             self._add_dock("ROIs", self.roi_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea),
@@ -318,9 +318,14 @@ class MainWindow(QtWidgets.QMainWindow):
                 s_item = QtWidgets.QTreeWidgetItem(p_item, [study])
                 for info in series_list:
                     ok, reason = info.mrf_check()
-                    item = QtWidgets.QTreeWidgetItem(
-                        s_item, [info.description or info.uid, str(info.n_images), "yes" if ok else "no"]
-                    )
+                    cells = [
+                        info.description or info.uid,
+                        str(info.n_timepoints),
+                        str(info.n_slices),
+                        f"{info.size_bytes / 2**20:.1f}",
+                        "yes" if ok else "no",
+                    ]
+                    item = QtWidgets.QTreeWidgetItem(s_item, cells)
                     item.setToolTip(0, f"{info.uid}\n{reason}\n{info.size_bytes / 2**20:.1f} MiB")
         self.browser.expandAll()
 

@@ -112,6 +112,16 @@ class SeriesInfo:
     def folder(self) -> Path:
         return self.first.path.parent
 
+    @property
+    def n_slices(self) -> int:
+        return len({_slice_key(r) for r in self.records})
+
+    @property
+    def n_timepoints(self) -> int:
+        """Images per slice of one component (magnitude or phase): the time points if this is MRF."""
+        counts = [sum(1 for r in self.records if r.component == c) for c in self.components] or [self.n_images]
+        return max(counts) // max(self.n_slices, 1)
+
     def mrf_check(self) -> tuple[bool, str]:
         """Whether this looks like an MRF series, and why not if it does not."""
         first = self.first
@@ -119,11 +129,7 @@ class SeriesInfo:
             return False, f"modality {first.modality or 'unknown'}, not MR"
         if not first.has_pixels:
             return False, "no pixel data"
-        n_slices = len({_slice_key(r) for r in self.records})
-        per_component = max(sum(1 for r in self.records if r.component == c) for c in (self.components or {None}))
-        if not self.components:
-            per_component = self.n_images
-        n_time = per_component // max(n_slices, 1)
+        n_slices, n_time = self.n_slices, self.n_timepoints
         if n_time < MIN_TIMEPOINTS and not (self.folder / SIDECAR).exists():
             what = "1 image" if self.n_images == 1 else f"{n_time} time point(s) per slice"
             return False, f"{what}: not an MRF time series (needs at least {MIN_TIMEPOINTS} or a {SIDECAR})"
