@@ -93,3 +93,14 @@ def knee_dictionary(knee_sequence):
         }
     )
     return generate_dictionary(knee_sequence, grid)
+
+
+@pytest.fixture
+def tiny_files(tmp_path, tiny_sequence, tiny_grid):
+    """The tiny sequence and grid written as JSON files, for CLI tests: (sequence path, grid path)."""
+    import json
+
+    seq, grid = tmp_path / "seq.json", tmp_path / "grid.json"
+    tiny_sequence.save(seq)
+    grid.write_text(json.dumps(tiny_grid.to_dict()))
+    return seq, grid

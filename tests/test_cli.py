@@ -56,13 +56,8 @@ def test_existing_output_is_not_overwritten(tmp_path, capsys):
     assert out.read_text().startswith("index,real,imag")
 
 
-def test_dictionary_command_and_reuse_in_reconstruct(tmp_path, tiny_sequence, tiny_grid):
-    import json
-
-    seq = tmp_path / "seq.json"
-    tiny_sequence.save(seq)
-    grid = tmp_path / "grid.json"
-    grid.write_text(json.dumps(tiny_grid.to_dict()))
+def test_dictionary_command_and_reuse_in_reconstruct(tmp_path, tiny_files):
+    seq, grid = tiny_files
     dic = tmp_path / "d.h5"
     assert main(["-q", "dictionary", "--sequence", str(seq), "--grid", str(grid), "--output", str(dic)]) == 0
     series = tmp_path / "s.h5"

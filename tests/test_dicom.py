@@ -185,15 +185,10 @@ def test_synthetic_patient_is_never_real(tmp_path, synthetic):
     assert (tmp_path / "mrf" / "phase" / "mrf_sequence.json").exists()
 
 
-def test_dicom_reconstruct_through_the_cli(tmp_path, tiny_sequence, tiny_grid):
-    import json
-
+def test_dicom_reconstruct_through_the_cli(tmp_path, tiny_files):
     from mrfviewer.cli import main
 
-    seq = tmp_path / "seq.json"
-    tiny_sequence.save(seq)
-    grid = tmp_path / "grid.json"
-    grid.write_text(json.dumps(tiny_grid.to_dict()))
+    seq, grid = tiny_files
     folder = tmp_path / "dicom"
     assert (
         main(["-q", "synthesize", "--sequence", str(seq), "--format", "dicom", "--size", "24", "--output", str(folder)])
