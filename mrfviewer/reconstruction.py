@@ -99,8 +99,6 @@ def reconstruct_dm(
     check_cancel(cancel)
     report(progress, 0.02, "projecting onto the SVD basis")
     y = project_series(series, dictionary.basis[:rank], mask)
-    if not series.is_complex:
-        y = y.astype(np.complex64)
     result = match_compressed(
         dictionary,
         y,
