@@ -30,6 +30,7 @@ from mrfviewer.nn.inference import predict  # noqa: E402
 from mrfviewer.nn.model_io import LoadedModel  # noqa: E402
 from mrfviewer.phantoms import CARTILAGE_LABELS, knee_phantom, nist_phantom  # noqa: E402
 from mrfviewer.reconstruction import reconstruct_dm, reconstruct_nn  # noqa: E402
+from mrfviewer.roi import roi_statistics  # noqa: E402
 from mrfviewer.sampling import sample_parameters  # noqa: E402
 from mrfviewer.simulation import simulate_fingerprints  # noqa: E402
 from mrfviewer.synthesis import add_noise, synthesize_series  # noqa: E402
@@ -123,9 +124,9 @@ def _robustness_figure(rows: list[dict], snrs: tuple[float | None, ...], path: P
 
 
 def _roi_mean(values: np.ndarray, roi: np.ndarray) -> tuple[float, float]:
-    v = values[roi]
-    v = v[np.isfinite(v)]
-    return (float(v.mean()), float(v.std(ddof=1))) if v.size > 1 else (float("nan"), float("nan"))
+    """Mean and SD (ddof 1) of the finite values in ``roi``."""
+    stats = roi_statistics(values, roi, "", "", "")
+    return stats.mean, stats.sd
 
 
 def nist_results(

@@ -25,21 +25,23 @@ class Geometry:
     orientation: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     positions: np.ndarray | None = None
 
+    @property
+    def normal(self) -> np.ndarray:
+        """Unit slice normal: row direction x column direction."""
+        return np.cross(self.orientation[:3], self.orientation[3:])
+
     def slice_positions(self, n_slices: int) -> np.ndarray:
         if self.positions is not None:
             return np.asarray(self.positions, dtype=np.float64).reshape(n_slices, 3)
-        normal = np.cross(self.orientation[:3], self.orientation[3:])
-        return np.outer(np.arange(n_slices) * self.slice_thickness_mm, normal)
+        return np.outer(np.arange(n_slices) * self.slice_thickness_mm, self.normal)
 
     def affine_ras(self, n_slices: int) -> np.ndarray:
         """4 x 4 NIfTI (RAS) affine for arrays indexed (x = column, y = row, z = slice)."""
         row_dir = np.asarray(self.orientation[:3], dtype=np.float64)
         col_dir = np.asarray(self.orientation[3:], dtype=np.float64)
         pos = self.slice_positions(n_slices)
-        if n_slices > 1:
-            slice_vec = (pos[-1] - pos[0]) / (n_slices - 1)
-        else:
-            slice_vec = np.cross(row_dir, col_dir) * self.slice_thickness_mm
+        # Slice step from the positions; one slice: the normal times the thickness.
+        slice_vec = (pos[-1] - pos[0]) / (n_slices - 1) if n_slices > 1 else self.normal * self.slice_thickness_mm
         lps = np.eye(4)
         lps[:3, 0] = row_dir * self.pixel_spacing_mm[1]
         lps[:3, 1] = col_dir * self.pixel_spacing_mm[0]

@@ -341,6 +341,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- reconstruction -----------------------------------------------------------
     def reconstruct(self) -> None:
+        from mrfviewer.dictionary import DictionarySettings, get_dictionary
+        from mrfviewer.engine import scaled
+        from mrfviewer.grid import default_knee_grid
         from mrfviewer.reconstruction import ReconstructionSettings, reconstruct
 
         if self.series is None:
@@ -354,7 +357,18 @@ class MainWindow(QtWidgets.QMainWindow):
         series, model = self.series, self._model if method == "nn" else None
 
         def job(p, c):  # noqa: ANN001, ANN202
-            return reconstruct(series, settings, model=model, progress=p, cancel=c)
+            if method == "nn":
+                return reconstruct(series, settings, model=model, progress=p, cancel=c), None
+            # DM: keep the dictionary, so clicks expand atoms without reading the cache file again.
+            dictionary = get_dictionary(
+                series.sequence,
+                default_knee_grid(),
+                DictionarySettings(signal="complex" if series.is_complex else "magnitude"),
+                progress=scaled(p, 0.0, 0.5),
+                cancel=c,
+            )
+            maps = reconstruct(series, settings, dictionary=dictionary, progress=scaled(p, 0.5, 1.0), cancel=c)
+            return maps, dictionary
 
         if not self.runner.start(f"reconstruct {method}", job):
             self._busy_message()
@@ -401,7 +415,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.loaded.emit()
         elif kind.startswith("reconstruct"):
             method = kind.split()[-1]
-            self.maps[method] = result  # type: ignore[assignment]
+            self.maps[method], dictionary = result  # type: ignore[misc]
+            if dictionary is not None:
+                self._dictionary = dictionary
             self._show_maps(method)
             self.statusBar().showMessage(f"{method.upper()} reconstruction done")
             self.reconstructed.emit(method)
@@ -509,18 +525,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.nn_curve_added.emit()
 
     def _cached_dictionary(self, maps: ParameterMaps):  # noqa: ANN202
-        from mrfviewer.dictionary import cache_dir, load_dictionary
-
+        """The dictionary the DM maps were matched against (kept from the reconstruction job)."""
         key = maps.source.replace("dictionary ", "")
-        if self._dictionary is not None and self._dictionary.key == key:
-            return self._dictionary
-        for path in cache_dir().glob(f"*-{key}.h5"):
-            try:
-                self._dictionary = load_dictionary(path, expect_key=key)
-                return self._dictionary
-            except MRFError:
-                continue
-        return None
+        return self._dictionary if self._dictionary is not None and self._dictionary.key == key else None
 
     # -- exports --------------------------------------------------------------------
     def export_maps_dialog(self, kind: str) -> None:

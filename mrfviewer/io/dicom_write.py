@@ -158,9 +158,7 @@ def write_mrf_dicom(
                     ds.ImageOrientationPatient = [float(v) for v in geometry.orientation]
                     ds.PixelSpacing = [float(v) for v in geometry.pixel_spacing_mm]
                     ds.SliceThickness = float(geometry.slice_thickness_mm)
-                    ds.SliceLocation = float(
-                        np.dot(positions[z], np.cross(geometry.orientation[:3], geometry.orientation[3:]))
-                    )
+                    ds.SliceLocation = float(np.dot(positions[z], geometry.normal))
                     ds.FlipAngle, ds.RepetitionTime, ds.EchoTime = float(flip[t]), float(tr[t]), float(te[t])
                     ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = f"{slope:.10g}", f"{intercept:g}", "US"
                     ds.PixelData = np.ascontiguousarray(values[t, z]).tobytes()

@@ -47,7 +47,7 @@ def read_seg_labels(
     if frames.dtype.kind == "f" or str(ds.get("SegmentationType", "BINARY")) == "FRACTIONAL":
         scale = float(ds.get("MaximumFractionalValue", 1) or 1)
         frames = frames.astype(np.float32) / (scale if frames.dtype.kind != "f" else 1.0) >= 0.5
-    normal = np.cross(geometry.orientation[:3], geometry.orientation[3:])
+    normal = geometry.normal
     slice_depth = geometry.slice_positions(n_z) @ normal
     labels = np.zeros(shape, dtype=np.int32)
     tolerance = max(geometry.slice_thickness_mm / 2, 1e-3)
