@@ -199,25 +199,17 @@ def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
     return 0
 
 
-def _load_input_series(args: argparse.Namespace):
-    from mrfviewer.io.series_h5 import read_series_h5
+def _open_input_source(args: argparse.Namespace):
+    """The input as a slab source: DICOM headers or the HDF5 header are read now, pixels slab by slab later."""
+    from mrfviewer.volume import open_source
 
     path = Path(args.input)
-    if path.is_dir():
-        from mrfviewer.io.dicom_read import load_mrf_folder
-
-        sequence = _sequence(args) if args.sequence else None
-        with _progress_bar("read DICOM", not args.quiet) as progress:
-            series = load_mrf_folder(path, sequence, args.series, progress=progress)
-        if series.sequence is None:
-            raise MRFError(f"{path} has no mrf_sequence.json beside the images: give the sequence with --sequence")
-        return series
-    series = read_series_h5(path)
-    if args.sequence:
-        series = series.with_sequence(_sequence(args))
-    elif series.sequence is None:
-        raise MRFError(f"{path} names no sequence: give one with --sequence SEQ.json")
-    return series
+    sequence = _sequence(args) if args.sequence else None
+    source = open_source(path, sequence, args.series)
+    if source.sequence is None:
+        hint = "no mrf_sequence.json beside the images" if path.is_dir() else "names no sequence"
+        raise MRFError(f"{path} has {hint}: give the sequence with --sequence SEQ.json")
+    return source
 
 
 def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
@@ -226,7 +218,7 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.io.export import export_all
     from mrfviewer.reconstruction import ReconstructionSettings, reconstruct
 
-    series = _load_input_series(args)
+    series = _open_input_source(args)
     output = Path(args.output)
     if output.resolve() == Path(args.input).resolve().parent and not args.overwrite:
         raise MRFError("refusing to write into the input's folder; choose another --output")
@@ -480,7 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", metavar="GRID.json", help="dictionary grid (default: knee grid)")
     p.add_argument("--dictionary", metavar="DICT.h5", help="use this dictionary file instead of the cache")
     p.add_argument("--mask-threshold", type=float, default=0.05, help="background threshold (default 0.05)")
-    p.add_argument("--memory-mb", type=float, default=64, help="matching memory budget in MiB (default 64)")
+    p.add_argument(
+        "--memory-mb",
+        type=float,
+        default=64,
+        help="memory budget in MiB for slabs of the series and matching blocks (default 64)",
+    )
     p.add_argument("--rank", type=int, help="SVD rank for matching (default: the dictionary's)")
     p.add_argument("--no-refine", action="store_true", help="no sub-grid refinement")
     p.add_argument("--units", choices=["ms", "s"], default="ms", help="time units of NIfTI maps")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ from mrfviewer.matching import DEFAULT_MEMORY_MB, match_compressed
 from mrfviewer.nn.inference import predict
 from mrfviewer.nn.model_io import LoadedModel, default_model_path, load_model
 from mrfviewer.series import Series
+from mrfviewer.volume import SlabSource, source_from_series
 
 
 @dataclass
@@ -40,33 +42,94 @@ class ReconstructionSettings:
             raise MRFError(f"memory setting must be at least 1 MiB, got {self.memory_mb}")
 
 
-def signal_mask(series: Series, threshold: float, chunk: int = 65536) -> np.ndarray:
-    """Foreground mask (Z, Y, X) from the signal norm over time; non-finite voxels excluded."""
-    flat = series.data.reshape(series.n_timepoints, -1)
-    norms = np.empty(flat.shape[1])
+def _slab_norms(flat: np.ndarray, max_bytes: int = 4 * 2**20) -> np.ndarray:
+    """Signal norm over time of each column of ``flat`` (T, n), in column chunks of bounded size."""
+    chunk = max(1, max_bytes // (4 * flat.shape[0]))
+    norms = np.empty(flat.shape[1], dtype=np.float64)
     for start in range(0, flat.shape[1], chunk):
-        block = flat[:, start : start + chunk]
-        norms[start : start + chunk] = np.sqrt(np.sum(np.abs(block) ** 2, axis=0))
+        norms[start : start + chunk] = np.linalg.norm(flat[:, start : start + chunk], axis=0)
+    return norms
+
+
+def _project_slab(flat: np.ndarray, basis_conj: np.ndarray) -> np.ndarray:
+    """SVD coefficients (n, K) complex64 of the columns of ``flat`` (T, n) for a conjugated (K, T) basis."""
+    if np.iscomplexobj(flat):
+        return (basis_conj @ flat).T.astype(np.complex64)
+    # Magnitude data: two real GEMMs instead of a complex copy of the slab.
+    real = basis_conj.real.astype(np.float32) @ flat
+    imag = basis_conj.imag.astype(np.float32) @ flat
+    return (real + 1j * imag).T.astype(np.complex64)
+
+
+@dataclass
+class ProjectedSource:
+    """A series reduced to per-voxel signal norms and SVD coefficients (voxels in (Z, Y, X) order)."""
+
+    norms: np.ndarray  # (n_voxels,) float64, NaN where the signal is not finite
+    coefficients: np.ndarray  # (n_voxels, K) complex64
+    slabs: list[tuple[int, int]]
+
+
+def project_source(
+    source: SlabSource,
+    basis: np.ndarray,
+    memory_mb: float = DEFAULT_MEMORY_MB,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> ProjectedSource:
+    """Read ``source`` slab by slab and keep only the signal norm and the SVD coefficients of every voxel.
+
+    Only one slab of slices with all its time points is in memory at a time;
+    what stays is K complex values per voxel instead of T.
+    """
+    n_t = source.n_timepoints
+    slices = source.slabs(memory_mb)
+    n_per_slice = source.spatial_shape[1] * source.spatial_shape[2]
+    n_vox = source.spatial_shape[0] * n_per_slice
+    norms = np.empty(n_vox, dtype=np.float64)
+    coefficients = np.empty((n_vox, basis.shape[0]), dtype=np.complex64)
+    basis_conj = np.ascontiguousarray(basis.conj(), dtype=np.complex64)
+    for i, (z0, z1) in enumerate(slices):
+        check_cancel(cancel)
+        report(progress, i / len(slices), f"reading slices {z0 + 1}-{z1} of {source.spatial_shape[0]}")
+        slab = source.read(z0, z1)
+        flat = slab.reshape(n_t, -1)
+        lo, hi = z0 * n_per_slice, z1 * n_per_slice
+        norms[lo:hi] = _slab_norms(flat)
+        if not np.isfinite(norms[lo:hi]).all():
+            # Non-finite voxels are left out of the mask; zero them so they cannot poison the GEMM.
+            flat = np.where(np.isfinite(flat), flat, 0).astype(flat.dtype)
+        coefficients[lo:hi] = _project_slab(flat, basis_conj)
+        del slab, flat
+    report(progress, 1.0, "projected")
+    return ProjectedSource(norms=norms, coefficients=coefficients, slabs=slices)
+
+
+def mask_from_norms(norms: np.ndarray, threshold: float, shape: tuple[int, int, int]) -> np.ndarray:
+    """Foreground mask: finite norms above ``threshold`` times the 99th percentile of all finite norms."""
     finite = np.isfinite(norms)
     if not finite.any() or np.nanmax(norms) <= 0:
-        return np.zeros(series.spatial_shape, dtype=bool)
+        return np.zeros(shape, dtype=bool)
     reference = np.percentile(norms[finite], 99)
-    return (finite & (norms > threshold * reference) & (norms > 0)).reshape(series.spatial_shape)
+    return (finite & (norms > threshold * reference) & (norms > 0)).reshape(shape)
 
 
-def project_series(series: Series, basis: np.ndarray, mask: np.ndarray, chunk: int = 16384) -> np.ndarray:
-    """SVD coefficients (n_masked, K) of the masked voxels for a (K, T) basis, chunk by chunk."""
-    flat = series.data.reshape(series.n_timepoints, -1)
-    voxels = np.flatnonzero(mask)
-    basis_conj = basis.conj()  # (K, T)
-    out = np.empty((voxels.size, basis.shape[0]), dtype=np.complex64)
-    for start in range(0, voxels.size, chunk):
-        sel = voxels[start : start + chunk]
-        out[start : start + sel.size] = (basis_conj @ flat[:, sel].astype(np.complex64)).T
-    return out
+def signal_mask(series: Series | SlabSource, threshold: float, memory_mb: float = DEFAULT_MEMORY_MB) -> np.ndarray:
+    """Foreground mask (Z, Y, X) from the signal norm over time; non-finite voxels excluded."""
+    source = as_source(series)
+    norms = np.concatenate(
+        [_slab_norms(source.read(z0, z1).reshape(source.n_timepoints, -1)) for z0, z1 in source.slabs(memory_mb)]
+    )
+    return mask_from_norms(np.where(np.isfinite(norms), norms, np.nan), threshold, source.spatial_shape)
 
 
-def check_dictionary_for(series: Series, dictionary: Dictionary) -> None:
+def as_source(series: Series | SlabSource) -> SlabSource:
+    """A slab source for a series in memory, or the source itself."""
+    return series if isinstance(series, SlabSource) else source_from_series(series)
+
+
+def check_dictionary_for(series: Series | SlabSource, dictionary: Dictionary) -> None:
     """Raise a clear error if the dictionary does not fit the series."""
     if series.sequence is not None and series.sequence.hash != dictionary.sequence.hash:
         raise MRFError(
@@ -79,8 +142,36 @@ def check_dictionary_for(series: Series, dictionary: Dictionary) -> None:
         raise MRFError("the series holds magnitude images: match it against a magnitude dictionary")
 
 
+def _per_slab(
+    projected: ProjectedSource,
+    mask: np.ndarray,
+    run: Callable[[np.ndarray, np.ndarray, ProgressCallback | None], dict[str, np.ndarray]],
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> dict[str, np.ndarray]:
+    """Apply ``run(voxel_indices, coefficients, progress)`` to the masked voxels of each slab.
+
+    Returns each output of ``run`` scattered into (Z, Y, X) maps (NaN outside the mask).
+    """
+    flat_mask = mask.reshape(-1)
+    n_per_slice = flat_mask.size // mask.shape[0]
+    maps: dict[str, np.ndarray] = {}
+    for i, (z0, z1) in enumerate(projected.slabs):
+        check_cancel(cancel)
+        lo, hi = z0 * n_per_slice, z1 * n_per_slice
+        voxels = lo + np.flatnonzero(flat_mask[lo:hi])
+        if voxels.size == 0:
+            continue
+        sub = scaled(progress, i / len(projected.slabs), (i + 1) / len(projected.slabs))
+        for name, values in run(voxels, projected.coefficients[voxels], sub).items():
+            if name not in maps:
+                maps[name] = np.full(flat_mask.size, -1 if values.dtype.kind == "i" else np.nan, dtype=values.dtype)
+            maps[name][voxels] = values
+    return {name: values.reshape(mask.shape) for name, values in maps.items()}
+
+
 def reconstruct_dm(
-    series: Series,
+    series: Series | SlabSource,
     dictionary: Dictionary,
     settings: ReconstructionSettings | None = None,
     *,
@@ -88,53 +179,68 @@ def reconstruct_dm(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> ParameterMaps:
-    """Dictionary-matching reconstruction of ``series`` into T1, T2, T1rho (B1), PD and match maps."""
+    """Dictionary-matching reconstruction of ``series`` into T1, T2, T1rho (B1), PD and match maps.
+
+    ``series`` may be a :class:`SlabSource`: it is then read slab by slab within
+    ``settings.memory_mb`` (see :func:`project_source`).
+    """
     settings = settings or ReconstructionSettings()
     settings.validate()
-    check_dictionary_for(series, dictionary)
+    source = as_source(series)
+    check_dictionary_for(source, dictionary)
     rank = dictionary.rank if settings.rank is None else settings.rank
-    mask = signal_mask(series, settings.mask_threshold)
-    if b1_map is not None and np.shape(b1_map) != series.spatial_shape:
-        raise MRFError(f"B1 map has shape {np.shape(b1_map)}, the series {series.spatial_shape}")
-    check_cancel(cancel)
-    report(progress, 0.02, "projecting onto the SVD basis")
-    y = project_series(series, dictionary.basis[:rank], mask)
-    result = match_compressed(
-        dictionary,
-        y,
-        rank=rank,
-        b1=None if b1_map is None else np.asarray(b1_map)[mask],
-        refine=settings.refine,
-        memory_mb=settings.memory_mb,
-        progress=scaled(progress, 0.05, 0.98),
-        cancel=cancel,
+    shape = source.spatial_shape
+    if b1_map is not None and np.shape(b1_map) != shape:
+        raise MRFError(f"B1 map has shape {np.shape(b1_map)}, the series {shape}")
+    b1_flat = None if b1_map is None else np.asarray(b1_map, dtype=np.float64).reshape(-1)
+    projected = project_source(
+        source, dictionary.basis[:rank], settings.memory_mb, progress=scaled(progress, 0.0, 0.1), cancel=cancel
     )
-    shape = series.spatial_shape
-    values: dict[str, np.ndarray] = {}
+    mask = mask_from_norms(projected.norms, settings.mask_threshold, shape)
     names = ["T1", "T2", "T1rho"] + (["B1"] if dictionary.grid.has_b1 else [])
-    for col, name in enumerate(names):
-        values[name] = _scatter(result.params[:, col], mask, shape)
-    values["PD"] = _scatter(np.abs(result.pd), mask, shape)
-    values["match"] = _scatter(result.match, mask, shape)
-    atom = np.full(shape, -1, dtype=np.int64)
-    atom[mask] = result.atom
-    edge = grid_edge_counts(dictionary, result.params)
+
+    def run(voxels: np.ndarray, y: np.ndarray, sub: ProgressCallback | None) -> dict[str, np.ndarray]:
+        result = match_compressed(
+            dictionary,
+            y,
+            rank=rank,
+            b1=None if b1_flat is None else b1_flat[voxels],
+            refine=settings.refine,
+            memory_mb=settings.memory_mb,
+            progress=sub,
+            cancel=cancel,
+        )
+        out = {name: result.params[:, col].astype(np.float32) for col, name in enumerate(names)}
+        out.update(
+            PD=np.abs(result.pd).astype(np.float32),
+            match=result.match,
+            atom=result.atom,
+            pd_phase=np.angle(result.pd).astype(np.float32),
+        )
+        return out
+
+    maps = _per_slab(projected, mask, run, scaled(progress, 0.1, 0.98), cancel)
+    if not maps:  # no foreground voxel at all
+        maps = {name: np.full(shape, np.nan, dtype=np.float32) for name in [*names, "PD", "match", "pd_phase"]}
+        maps["atom"] = np.full(shape, -1, dtype=np.int64)
+    atom, pd_phase = maps.pop("atom"), maps.pop("pd_phase")
+    params = np.stack([maps[name][mask].astype(np.float64) for name in names], axis=1)
     report(progress, 1.0, "done")
     return ParameterMaps(
-        values=values,
+        values=maps,
         mask=mask,
         method="dm",
         sequence_hash=dictionary.sequence.hash,
         source=f"dictionary {dictionary.key}",
-        geometry=series.geometry,
+        geometry=source.geometry,
         atom=atom,
-        pd_phase=_scatter(np.angle(result.pd), mask, shape),
-        series_uid=series.uid,
+        pd_phase=pd_phase,
+        series_uid=source.uid,
         settings={
             **asdict(settings),
             "rank": rank,
             "dictionary": dictionary.describe(),
-            "voxels_at_grid_edge": edge,
+            "voxels_at_grid_edge": grid_edge_counts(dictionary, params),
         },
     )
 
@@ -154,7 +260,7 @@ def grid_edge_counts(dictionary: Dictionary, params: np.ndarray) -> dict[str, in
     return {k: v for k, v in counts.items() if v}
 
 
-def check_model_for(series: Series, model: LoadedModel) -> None:
+def check_model_for(series: Series | SlabSource, model: LoadedModel) -> None:
     """Raise a clear error if the network was trained for another sequence or signal type."""
     meta = model.metadata
     if series.sequence is not None and series.sequence.hash != meta["sequence_hash"]:
@@ -170,7 +276,7 @@ def check_model_for(series: Series, model: LoadedModel) -> None:
 
 
 def reconstruct_nn(
-    series: Series,
+    series: Series | SlabSource,
     model: LoadedModel,
     settings: ReconstructionSettings | None = None,
     *,
@@ -180,37 +286,42 @@ def reconstruct_nn(
     """Neural-network reconstruction: T1, T2, T1rho (B1), PD and per-parameter uncertainty maps."""
     settings = settings or ReconstructionSettings(method="nn")
     settings.validate()
-    check_model_for(series, model)
-    mask = signal_mask(series, settings.mask_threshold)
-    check_cancel(cancel)
-    y = project_series(series, model.basis, mask)
-    result = predict(model, y, progress=scaled(progress, 0.1, 1.0), cancel=cancel)
-    shape = series.spatial_shape
-    values = {name: _scatter(result.params[:, i], mask, shape) for i, name in enumerate(model.param_names)}
-    values["PD"] = _scatter(result.pd, mask, shape)
-    for i, name in enumerate(model.param_names):
-        if name != "B1":
-            values[f"uncertainty_{name}"] = _scatter(result.sd[:, i], mask, shape)
+    source = as_source(series)
+    check_model_for(source, model)
+    shape = source.spatial_shape
+    projected = project_source(
+        source, model.basis, settings.memory_mb, progress=scaled(progress, 0.0, 0.3), cancel=cancel
+    )
+    mask = mask_from_norms(projected.norms, settings.mask_threshold, shape)
+    names = list(model.param_names)
+
+    def run(voxels: np.ndarray, y: np.ndarray, sub: ProgressCallback | None) -> dict[str, np.ndarray]:
+        result = predict(model, y, progress=sub, cancel=cancel)
+        out = {name: result.params[:, i].astype(np.float32) for i, name in enumerate(names)}
+        out["PD"] = result.pd
+        out.update(
+            {f"uncertainty_{name}": result.sd[:, i].astype(np.float32) for i, name in enumerate(names) if name != "B1"}
+        )
+        return out
+
+    values = _per_slab(projected, mask, run, scaled(progress, 0.3, 1.0), cancel)
+    if not values:
+        keys = [*names, "PD", *(f"uncertainty_{n}" for n in names if n != "B1")]
+        values = {name: np.full(shape, np.nan, dtype=np.float32) for name in keys}
     return ParameterMaps(
         values=values,
         mask=mask,
         method="nn",
         sequence_hash=model.metadata["sequence_hash"],
         source=model.identity,
-        geometry=series.geometry,
-        series_uid=series.uid,
+        geometry=source.geometry,
+        series_uid=source.uid,
         settings={**asdict(settings), "model": model.name, "svd_rank": int(model.basis.shape[0])},
     )
 
 
-def _scatter(values: np.ndarray, mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    out = np.full(shape, np.nan, dtype=np.float32)
-    out[mask] = values
-    return out
-
-
 def reconstruct(
-    series: Series,
+    series: Series | SlabSource,
     settings: ReconstructionSettings | None = None,
     *,
     grid: ParameterGrid | None = None,

@@ -104,3 +104,38 @@ def tiny_files(tmp_path, tiny_sequence, tiny_grid):
     tiny_sequence.save(seq)
     grid.write_text(json.dumps(tiny_grid.to_dict()))
     return seq, grid
+
+
+@pytest.fixture(scope="session")
+def tiny_train_settings() -> dict:
+    """Training settings of a small network for the tiny sequence (seconds to train)."""
+    return dict(
+        hidden=[32, 32],
+        n_train=3000,
+        n_val=500,
+        epochs=6,
+        batch_size=256,
+        rank=8,
+        grid={
+            "t1_ms": {"min": 200, "max": 2500, "n": 5},
+            "t2_ms": {"min": 8, "max": 200, "n": 5},
+            "t1rho_ms": {"min": 8, "max": 250, "n": 5},
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_sequence, tiny_train_settings):
+    """A trained tiny network saved as a model folder."""
+    from mrfviewer.nn.model_io import save_model
+    from mrfviewer.nn.training import TrainConfig, train
+
+    result = train(tiny_sequence, TrainConfig(**tiny_train_settings))
+    return save_model(result, tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from mrfviewer.nn.model_io import load_model
+
+    return load_model(tiny_model_dir)

@@ -16,24 +16,10 @@ from mrfviewer.phantoms import knee_phantom
 from mrfviewer.reconstruction import reconstruct_nn
 from mrfviewer.synthesis import synthesize_series
 
-TINY = dict(
-    hidden=[32, 32],
-    n_train=3000,
-    n_val=500,
-    epochs=6,
-    batch_size=256,
-    rank=8,
-    grid={
-        "t1_ms": {"min": 200, "max": 2500, "n": 5},
-        "t2_ms": {"min": 8, "max": 200, "n": 5},
-        "t1rho_ms": {"min": 8, "max": 250, "n": 5},
-    },
-)
-
 
 @pytest.fixture(scope="module")
-def tiny_training(tiny_sequence):
-    config = TrainConfig(**TINY)
+def tiny_training(tiny_sequence, tiny_train_settings):
+    config = TrainConfig(**tiny_train_settings)
     data = make_training_data(tiny_sequence, config)
     return config, data, train(tiny_sequence, config, data=data)
 
@@ -175,13 +161,13 @@ def test_bad_training_configs(tmp_path):
         config_from_dict({"snr_min": 10, "snr_max": None})
 
 
-def test_train_and_reconstruct_through_the_cli(tmp_path, tiny_sequence):
+def test_train_and_reconstruct_through_the_cli(tmp_path, tiny_sequence, tiny_train_settings):
     from mrfviewer.cli import main
 
     seq = tmp_path / "seq.json"
     tiny_sequence.save(seq)
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({**TINY, "epochs": 2}))
+    cfg.write_text(json.dumps({**tiny_train_settings, "epochs": 2}))
     model = tmp_path / "models" / "tiny"
     assert main(["-q", "train", "--sequence", str(seq), "--config", str(cfg), "--output", str(model)]) == 0
     assert (model / "model.pt").exists() and not (model / "checkpoint.pt").exists()

@@ -390,7 +390,7 @@ def _order(records: list[ImageRecord], what: str) -> tuple[list[list[ImageRecord
 
 
 def _read_pixels(records: list[list[ImageRecord]], shape: tuple[int, ...], phase: bool) -> np.ndarray:
-    """(T, Z, Y, X) float32 values: rescaled magnitude, or phase in radians."""
+    """(T, Z, Y, X) float32 values of ``records`` (per slice, per time): rescaled magnitude, or phase in radians."""
     out = np.empty(shape, dtype=np.float32)
     cache: dict[Path, np.ndarray] = {}
     for z, column in enumerate(records):
@@ -399,6 +399,7 @@ def _read_pixels(records: list[list[ImageRecord]], shape: tuple[int, ...], phase
                 if r.frame is None:
                     pixels = pydicom.dcmread(r.path).pixel_array
                 else:
+                    # Multi-frame files are decoded whole, once (frames of one file are adjacent here).
                     if r.path not in cache:
                         cache.clear()
                         cache[r.path] = pydicom.dcmread(r.path).pixel_array
@@ -425,8 +426,36 @@ def _find_sequence(infos: list[SeriesInfo], sequence: Sequence | None) -> Sequen
     return None
 
 
-def assemble(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Series:
-    """Build a :class:`Series` from a magnitude series and, optionally, its phase partner.
+@dataclass
+class DicomPlan:
+    """How the images of an MRF series map onto (T, Z, Y, X), before any pixel is read."""
+
+    what: str
+    shape: tuple[int, int, int, int]
+    magnitude: list[list[ImageRecord]]  # per slice, per time point
+    phase: list[list[ImageRecord]] | None
+    sequence: Sequence | None
+    geometry: Geometry
+    description: str
+    uid: str
+
+    @property
+    def source_files(self) -> list[Path]:
+        """One source image per slice (referenced by exports)."""
+        return [column[0].path for column in self.magnitude]
+
+    def read(self, z0: int = 0, z1: int | None = None) -> np.ndarray:
+        """Pixel data of slices ``z0:z1`` as (T, z1 - z0, Y, X): float32 magnitude or complex64."""
+        z1 = self.shape[1] if z1 is None else z1
+        shape = (self.shape[0], z1 - z0, *self.shape[2:])
+        data = _read_pixels(self.magnitude[z0:z1], shape, phase=False)
+        if self.phase is None:
+            return data
+        return (data * np.exp(1j * _read_pixels(self.phase[z0:z1], shape, phase=True))).astype(np.complex64)
+
+
+def plan_series(infos: list[SeriesInfo], sequence: Sequence | None = None) -> DicomPlan:
+    """Order the images of a magnitude series and, optionally, its phase partner (headers only).
 
     ``infos`` holds one series (with M and/or P images) or a magnitude and a phase series.
     """
@@ -444,28 +473,27 @@ def assemble(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Serie
         raise MRFError(f"{what}: a single image per slice is not an MRF time series")
     first = magnitude[0]
     shape = (n_t, n_z, first.rows, first.columns)
-    if np.prod(shape, dtype=np.float64) * 8 > MAX_SERIES_BYTES:
-        raise MRFError(f"{what}: {shape} is too large to load ({np.prod(shape, dtype=np.float64) * 8 / 2**30:.1f} GiB)")
     if min(shape[2:]) < 1:
         raise MRFError(f"{what}: images of size {first.rows}x{first.columns}")
     sequence = _find_sequence(infos, sequence)
     if sequence is not None and sequence.n_timepoints != n_t:
         raise MRFError(f"{what} has {n_t} time points but the sequence '{sequence.name}' has {sequence.n_timepoints}")
-    data: np.ndarray = _read_pixels(mag_order, shape, phase=False)
+    phase_order = None
     if phase:
         phase_order, phase_positions, _ = _order(phase, what + " (phase)")
         if len(phase_order[0]) != n_t or not np.allclose(phase_positions, positions, atol=0.05):
             raise MRFError(f"{what}: phase images do not match the magnitude images in slices or time points")
-        data = data * np.exp(1j * _read_pixels(phase_order, shape, phase=True))
-        data = data.astype(np.complex64)
     spacing = first.spacing or (1.0, 1.0)
     orientation = first.orientation or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     slice_positions = np.array(
         [column[0].position or (0.0, 0.0, p) for column, p in zip(mag_order, positions, strict=True)]
     )
     thickness = first.thickness or (abs(positions[1] - positions[0]) if n_z > 1 else 1.0)
-    return Series(
-        data=data,
+    return DicomPlan(
+        what=what,
+        shape=shape,
+        magnitude=mag_order,
+        phase=phase_order,
         sequence=sequence,
         geometry=Geometry(
             pixel_spacing_mm=(float(spacing[0]), float(spacing[1])),
@@ -475,7 +503,25 @@ def assemble(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Serie
         ),
         description=f"{infos[0].description} (time order: {key})",
         uid=infos[0].uid,
-        source_files=[column[0].path for column in mag_order],
+    )
+
+
+def assemble(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Series:
+    """Read a magnitude series and, optionally, its phase partner into memory (see :func:`plan_series`)."""
+    plan = plan_series(infos, sequence)
+    if np.prod(plan.shape, dtype=np.float64) * 8 > MAX_SERIES_BYTES:
+        size = np.prod(plan.shape, dtype=np.float64) * 8 / 2**30
+        raise MRFError(
+            f"{plan.what}: {plan.shape} is too large to load ({size:.1f} GiB); "
+            "reconstruct it slab-wise with 'mrfviewer reconstruct' or 'mrfviewer batch'"
+        )
+    return Series(
+        data=plan.read(),
+        sequence=plan.sequence,
+        geometry=plan.geometry,
+        description=plan.description,
+        uid=plan.uid,
+        source_files=plan.source_files,
     )
 
 
@@ -496,16 +542,15 @@ def _partners(scan: ScanResult, info: SeriesInfo) -> list[SeriesInfo]:
     return out
 
 
-def load_mrf_folder(
+def find_mrf_series(
     folder: str | Path,
-    sequence: Sequence | None = None,
     series_uid: str | None = None,
     *,
     scan: ScanResult | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-) -> Series:
-    """Scan ``folder`` (or use ``scan``) and assemble its MRF series (magnitude plus phase partner if any).
+) -> list[SeriesInfo]:
+    """The series to assemble from ``folder``: the MRF magnitude series and its phase partner, if any.
 
     A folder with several MRF acquisitions needs ``series_uid``; a folder with none
     gets a message listing what was found and why it is not an MRF series.
@@ -533,5 +578,18 @@ def load_mrf_folder(
     if not ok:
         raise MRFError(f"series '{info.description or info.uid}' is not usable for MRF: {reason}")
     partners = _partners(scan, info) if "P" not in info.components else []
-    infos = [info] + partners[:1]
+    return [info] + partners[:1]
+
+
+def load_mrf_folder(
+    folder: str | Path,
+    sequence: Sequence | None = None,
+    series_uid: str | None = None,
+    *,
+    scan: ScanResult | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Series:
+    """Scan ``folder`` (or use ``scan``) and read its MRF series into memory (see :func:`find_mrf_series`)."""
+    infos = find_mrf_series(folder, series_uid, scan=scan, progress=progress, cancel=cancel)
     return assemble(infos, sequence)

@@ -1,0 +1,175 @@
+"""Series read a slab of slices at a time, so 3D volumes never need to fit in memory.
+
+A :class:`SlabSource` knows the shape and metadata of a (T, Z, Y, X) series and
+reads slices ``z0:z1`` with every time point on demand: from memory (a
+:class:`~mrfviewer.series.Series`), from an HDF5 series file (h5py hyperslabs)
+or from a DICOM folder (only the files of those slices). Reconstruction streams
+over slabs (:func:`mrfviewer.reconstruction.reconstruct`), projecting each slab
+onto the SVD basis at once: K complex coefficients per voxel instead of T.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from mrfviewer.errors import MRFError
+from mrfviewer.sequence import Sequence, sequence_from_json
+from mrfviewer.series import Geometry, Series
+
+
+@dataclass
+class SlabSource:
+    """A (T, Z, Y, X) series with metadata, read slab by slab through ``read(z0, z1)``.
+
+    ``read`` returns (T, z1 - z0, Y, X) float32 (magnitude) or complex64 values.
+    """
+
+    shape: tuple[int, int, int, int]
+    is_complex: bool
+    read: Callable[[int, int], np.ndarray]
+    sequence: Sequence | None = None
+    geometry: Geometry = field(default_factory=Geometry)
+    description: str = ""
+    uid: str = ""
+    source_files: list = field(default_factory=list)
+    labels: np.ndarray | None = None
+    label_names: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.sequence is not None and self.sequence.n_timepoints != self.n_timepoints:
+            raise MRFError(
+                f"the series has {self.n_timepoints} time points but the sequence "
+                f"'{self.sequence.name}' has {self.sequence.n_timepoints}"
+            )
+
+    @property
+    def n_timepoints(self) -> int:
+        return int(self.shape[0])
+
+    @property
+    def spatial_shape(self) -> tuple[int, int, int]:
+        return (int(self.shape[1]), int(self.shape[2]), int(self.shape[3]))
+
+    @property
+    def bytes_per_slice(self) -> int:
+        """Bytes of one slice with all its time points, as read (complex64 or float32)."""
+        return int(np.prod(self.shape, dtype=np.int64) // self.shape[1]) * (8 if self.is_complex else 4)
+
+    def slabs(self, memory_mb: float) -> list[tuple[int, int]]:
+        """Slice ranges whose raw data (plus one working copy) fit ``memory_mb``; at least one slice each."""
+        per_slab = max(1, int(memory_mb * 2**20 // (2 * self.bytes_per_slice)))
+        n_z = self.shape[1]
+        return [(z0, min(z0 + per_slab, n_z)) for z0 in range(0, n_z, per_slab)]
+
+    def with_sequence(self, sequence: Sequence) -> SlabSource:
+        """This source with ``sequence`` attached (the number of time points must match)."""
+        return dataclasses.replace(self, sequence=sequence)
+
+
+def source_from_series(series: Series) -> SlabSource:
+    """A slab source over a series in memory (slabs are views, nothing is copied)."""
+    return SlabSource(
+        shape=series.data.shape,  # type: ignore[arg-type]
+        is_complex=series.is_complex,
+        read=lambda z0, z1: series.data[:, z0:z1],
+        sequence=series.sequence,
+        geometry=series.geometry,
+        description=series.description,
+        uid=series.uid,
+        source_files=series.source_files,
+        labels=series.labels,
+        label_names=series.label_names,
+    )
+
+
+def open_h5_source(path: str | Path) -> SlabSource:
+    """A slab source over an HDF5 series file (format of :mod:`mrfviewer.io.series_h5`), read lazily."""
+    path = Path(path)
+    if not path.exists():
+        raise MRFError(f"series file not found: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            if "series" not in f or not isinstance(f["series"], h5py.Dataset):
+                raise MRFError(f"{path}: no 'series' dataset (expected shape (T, Y, X) or (T, Z, Y, X))")
+            ds = f["series"]
+            if ds.ndim not in (3, 4):
+                raise MRFError(f"{path}: 'series' must have 3 or 4 dimensions, got shape {ds.shape}")
+            if ds.dtype.kind not in "fciu":
+                raise MRFError(f"{path}: 'series' has unsupported type {ds.dtype}")
+            if min(ds.shape) < 1:
+                raise MRFError(f"{path}: 'series' is empty (shape {ds.shape})")
+            four_d = ds.ndim == 4
+            shape = ds.shape if four_d else (ds.shape[0], 1, *ds.shape[1:])
+            is_complex = ds.dtype.kind == "c"
+            sequence = None
+            if "sequence" in f.attrs:
+                sequence = sequence_from_json(str(f.attrs["sequence"]), source=f"{path} (sequence attribute)")
+            spacing = np.asarray(f.attrs.get("pixel_spacing_mm", (1.0, 1.0)), dtype=np.float64).reshape(-1)
+            if spacing.size == 1:
+                spacing = np.repeat(spacing, 2)
+            if spacing.size != 2 or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+                raise MRFError(f"{path}: 'pixel_spacing_mm' must be two positive numbers")
+            thickness = float(f.attrs.get("slice_thickness_mm", 1.0))
+            description = str(f.attrs.get("description", ""))
+            labels, names = None, {}
+            if "labels" in f and f["labels"].size == np.prod(shape[1:]):
+                labels = f["labels"][()].reshape(shape[1:])
+                names = {int(k): str(v) for k, v in json.loads(f["labels"].attrs.get("label_names", "{}")).items()}
+    except OSError as exc:
+        raise MRFError(f"cannot read {path} as HDF5: {exc}") from None
+    dtype = np.complex64 if is_complex else np.float32
+
+    def read(z0: int, z1: int) -> np.ndarray:
+        try:
+            with h5py.File(path, "r") as f:
+                raw = f["series"][:, z0:z1] if four_d else f["series"][()][:, None]
+        except OSError as exc:
+            raise MRFError(f"cannot read slices {z0}-{z1 - 1} of {path}: {exc}") from None
+        return raw.astype(dtype, copy=False)
+
+    return SlabSource(
+        shape=tuple(int(s) for s in shape),  # type: ignore[arg-type]
+        is_complex=is_complex,
+        read=read,
+        sequence=sequence,
+        geometry=Geometry(pixel_spacing_mm=(float(spacing[0]), float(spacing[1])), slice_thickness_mm=thickness),
+        description=description,
+        uid=path.stem,
+        labels=labels,
+        label_names=names,
+    )
+
+
+def open_dicom_source(
+    folder: str | Path, sequence: Sequence | None = None, series_uid: str | None = None, **kwargs
+) -> SlabSource:
+    """A slab source over the MRF series of a DICOM folder: headers are scanned now, pixels read per slab."""
+    from mrfviewer.io.dicom_read import find_mrf_series, plan_series
+
+    plan = plan_series(find_mrf_series(folder, series_uid, **kwargs), sequence)
+    return SlabSource(
+        shape=plan.shape,
+        is_complex=plan.phase is not None,
+        read=plan.read,
+        sequence=plan.sequence,
+        geometry=plan.geometry,
+        description=plan.description,
+        uid=plan.uid,
+        source_files=plan.source_files,
+    )
+
+
+def open_source(path: str | Path, sequence: Sequence | None = None, series_uid: str | None = None) -> SlabSource:
+    """A slab source for a DICOM folder or an HDF5 series file."""
+    path = Path(path)
+    if path.is_dir():
+        return open_dicom_source(path, sequence, series_uid)
+    source = open_h5_source(path)
+    return source.with_sequence(sequence) if sequence is not None else source

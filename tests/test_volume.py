@@ -1,0 +1,111 @@
+"""3D series reconstructed slab by slab within a memory limit."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from mrfviewer.cli import main
+from mrfviewer.errors import MRFError
+from mrfviewer.io.dicom_write import write_mrf_dicom
+from mrfviewer.io.series_h5 import write_series_h5
+from mrfviewer.phantoms import knee_phantom
+from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_dm, reconstruct_nn
+from mrfviewer.synthesis import synthesize_series
+from mrfviewer.volume import open_dicom_source, open_h5_source, source_from_series
+
+
+@pytest.fixture(scope="module")
+def volume(tiny_sequence):
+    """A 24-slice knee volume of 64 x 64 pixels: 79 MiB of complex64 samples."""
+    return synthesize_series(knee_phantom((64, 64), n_slices=24), tiny_sequence, snr=300, seed=3)
+
+
+def test_slabs_cover_the_volume_within_the_budget(volume):
+    source = source_from_series(volume)
+    slabs = source.slabs(memory_mb=8)
+    assert slabs[0][0] == 0 and slabs[-1][1] == 24
+    assert all(a[1] == b[0] for a, b in zip(slabs, slabs[1:], strict=False))
+    assert max(z1 - z0 for z0, z1 in slabs) * 2 * source.bytes_per_slice <= 8 * 2**20
+    # A budget below one slice still reads one slice at a time.
+    assert source.slabs(memory_mb=0.001) == [(z, z + 1) for z in range(24)]
+
+
+def test_streamed_dm_from_hdf5_equals_in_memory_and_stays_within_memory(tmp_path, volume, tiny_dictionary):
+    path = write_series_h5(volume, tmp_path / "volume.h5")
+    series_mib = volume.data.nbytes / 2**20
+    limit_mib = 8.0
+    assert series_mib > 8 * limit_mib
+    reference = reconstruct_dm(volume, tiny_dictionary, ReconstructionSettings(memory_mb=1024))
+    source = open_h5_source(path)
+    tracemalloc.start()
+    try:
+        streamed = reconstruct_dm(source, tiny_dictionary, ReconstructionSettings(memory_mb=limit_mib))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    for name in ("T1", "T2", "T1rho", "PD", "match"):
+        np.testing.assert_allclose(streamed.values[name], reference.values[name], rtol=1e-5, equal_nan=True)
+    np.testing.assert_array_equal(streamed.atom, reference.atom)
+    # What stays for the whole volume: K coefficients + norm per voxel, and the maps.
+    n_vox = volume.data[0].size
+    kept_mib = n_vox * (tiny_dictionary.rank * 8 + 8 + 6 * 4 + 8) / 2**20
+    assert peak / 2**20 < 2 * limit_mib + kept_mib, (peak / 2**20, kept_mib)
+    assert peak / 2**20 < series_mib / 3
+
+
+def test_streamed_nn_equals_in_memory(tmp_path, volume, tiny_model):
+    path = write_series_h5(volume, tmp_path / "volume.h5")
+    reference = reconstruct_nn(volume, tiny_model, ReconstructionSettings(method="nn", memory_mb=1024))
+    streamed = reconstruct_nn(open_h5_source(path), tiny_model, ReconstructionSettings(method="nn", memory_mb=4))
+    for name in reference.values:
+        np.testing.assert_allclose(streamed.values[name], reference.values[name], rtol=1e-5, equal_nan=True)
+
+
+def test_dicom_source_reads_only_the_slab(tmp_path, tiny_sequence, monkeypatch):
+    series = synthesize_series(knee_phantom((24, 24), n_slices=3), tiny_sequence, snr=None)
+    write_mrf_dicom(series, tmp_path / "dcm", description="MRF 3D")
+    source = open_dicom_source(tmp_path / "dcm")
+    assert source.shape == series.data.shape
+    import pydicom
+
+    calls = []
+    real = pydicom.dcmread
+    monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    slab = source.read(1, 2)
+    np.testing.assert_allclose(slab, series.data[:, 1:2], atol=2e-3 * np.abs(series.data).max())
+    # Magnitude and phase of one slice: 2 x T files, not the whole series.
+    assert len(calls) == 2 * series.n_timepoints
+
+
+def test_nan_in_a_streamed_slab_leaves_those_voxels_out(tmp_path, volume, tiny_dictionary):
+    data = volume.data.copy()
+    data[5, 10, 30, 30] = np.nan
+    broken = volume.__class__(data=data, sequence=volume.sequence)
+    maps = reconstruct_dm(open_h5_source(write_series_h5(broken, tmp_path / "nan.h5")), tiny_dictionary)
+    assert not maps.mask[10, 30, 30] and np.isnan(maps.values["T1"][10, 30, 30])
+    assert maps.mask[10].sum() > 100
+
+
+def test_cli_reconstructs_a_volume_larger_than_its_memory_setting(tmp_path, volume, tiny_dictionary):
+    from mrfviewer.dictionary import save_dictionary
+
+    path = write_series_h5(volume, tmp_path / "volume.h5")
+    save_dictionary(tiny_dictionary, tmp_path / "dict.h5")
+    code = main(
+        ["-q", "reconstruct", str(path), "--dictionary", str(tmp_path / "dict.h5"), "--memory-mb", "4"]
+        + ["--output", str(tmp_path / "out")]
+    )
+    assert code == 0
+    import nibabel as nib
+
+    t2 = nib.load(tmp_path / "out" / "T2map.nii.gz").get_fdata()
+    assert t2.shape == (64, 64, 24)
+
+
+def test_h5_source_errors_are_readable(tmp_path):
+    with pytest.raises(MRFError, match="not found"):
+        open_h5_source(tmp_path / "missing.h5")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(MRFError, match="HDF5"):
+        open_h5_source(tmp_path / "junk.h5")
