@@ -32,6 +32,7 @@ examples:
   mrfviewer train --output models/my_model
   mrfviewer reconstruct knee.h5 --method nn --output nn_maps/
   mrfviewer demo --output demo/
+  mrfviewer batch cohort/ --output results/ --workers 2
 
 Without --sequence the shipped knee T1/T2/T1rho sequence is used
 (assets/sequences/knee_t1_t2_t1rho.json). Times are in ms, angles in degrees.
@@ -270,6 +271,68 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
+    from mrfviewer.batch import SUMMARY, find_cohort, run_batch
+    from mrfviewer.reconstruction import ReconstructionSettings
+
+    root, output = Path(args.cohort), Path(args.output)
+    if output.resolve() == root.resolve():
+        raise MRFError("refusing to write into the cohort folder itself; choose another --output")
+    settings = ReconstructionSettings(
+        method=args.method,
+        mask_threshold=args.mask_threshold,
+        memory_mb=args.memory_mb,
+        refine=not args.no_refine,
+    )
+    settings.validate()
+    with _progress_bar("scan cohort", not args.quiet) as progress:
+        items = find_cohort(root, progress=progress, cancel=cancel)
+    if not items:
+        raise MRFError(f"no MRF series found under {root}")
+    _say(args, f"found {len(items)} MRF series of {len({i.subject for i in items})} subject(s)")
+    if args.method == "dm":
+        from mrfviewer.dictionary import DictionarySettings, get_dictionary, load_dictionary
+
+        if args.dictionary:
+            shared = load_dictionary(args.dictionary)
+        else:
+            with _progress_bar("dictionary", not args.quiet) as progress:
+                shared = get_dictionary(
+                    _sequence(args), _grid(args), DictionarySettings(), progress=progress, cancel=cancel
+                )
+    else:
+        from mrfviewer.nn.model_io import default_model_path, load_model
+
+        shared = load_model(args.model or default_model_path())
+
+    def tell(result) -> None:
+        if result.status == "failed":
+            _say(args, f"failed: {result.item.subject}/{result.item.name}: {result.message}")
+
+    start = time.perf_counter()
+    with _progress_bar(f"batch ({args.method})", not args.quiet) as progress:
+        results = run_batch(
+            items,
+            shared,
+            output,
+            settings,
+            units=args.units,
+            redo=args.redo,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            progress=progress,
+            cancel=cancel,
+            on_result=tell,
+        )
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    _say(
+        args,
+        f"{counts['done']} reconstructed, {counts['skipped']} already done, {counts['failed']} failed "
+        f"in {time.perf_counter() - start:.0f} s; summary: {output / SUMMARY}",
+    )
+    return EXIT_BAD_INPUT if counts["failed"] else 0
+
+
 def cmd_train(args: argparse.Namespace, cancel: CancelToken) -> int:
     import json
 
@@ -483,6 +546,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", choices=["ms", "s"], default="ms", help="time units of NIfTI maps")
     overwrite_arg(p)
     p.set_defaults(func=cmd_reconstruct)
+
+    p = add(
+        "batch",
+        "Reconstruct every MRF series under a cohort folder on dask (maps, exports, ROI CSVs, cohort summary CSV).",
+    )
+    p.add_argument("cohort", metavar="COHORT_DIR", help="folder with DICOM series and/or HDF5 series files")
+    p.add_argument("--output", required=True, metavar="DIR", help="results: DIR/<subject>/<series>/ and the summary")
+    p.add_argument("--method", choices=["dm", "nn"], default="dm")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler address (default: a local cluster)")
+    p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per core)")
+    seq_arg(p)
+    p.add_argument("--grid", metavar="GRID.json", help="dictionary grid (default: knee grid)")
+    p.add_argument("--dictionary", metavar="DICT.h5", help="use this dictionary file instead of the cache")
+    p.add_argument("--model", metavar="MODEL_DIR", help="network for --method nn (default: the shipped model)")
+    p.add_argument("--mask-threshold", type=float, default=0.05, help="background threshold (default 0.05)")
+    p.add_argument("--memory-mb", type=float, default=64, help="memory budget per task in MiB (default 64)")
+    p.add_argument("--no-refine", action="store_true", help="no sub-grid refinement")
+    p.add_argument("--units", choices=["ms", "s"], default="ms", help="time units of NIfTI maps")
+    p.add_argument("--redo", action="store_true", help="recompute series finished in an earlier run")
+    p.set_defaults(func=cmd_batch)
 
     p = add("train", "Train a network that maps fingerprints to T1, T2, T1rho (writes model.pt + model.json).")
     seq_arg(p)

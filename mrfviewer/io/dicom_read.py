@@ -325,6 +325,26 @@ def scan_folder(
     return ScanResult(root=root, series=series, n_files=len(files), skipped=skipped)
 
 
+def scan_folders(roots: list[Path], **kwargs) -> ScanResult:
+    """One scan result for several folders (e.g. a magnitude series and its phase partner's folder)."""
+    results = [scan_folder(root, **kwargs) for root in roots]
+    series: dict[str, SeriesInfo] = {}
+    for result in results:
+        for uid, info in result.series.items():
+            if uid in series:
+                series[uid].records.extend(info.records)
+                series[uid].n_files += info.n_files
+                series[uid].size_bytes += info.size_bytes
+            else:
+                series[uid] = info
+    return ScanResult(
+        root=Path(roots[0]),
+        series=series,
+        n_files=sum(r.n_files for r in results),
+        skipped=[s for r in results for s in r.skipped],
+    )
+
+
 def _normal(orientation: tuple[float, ...]) -> np.ndarray:
     return np.cross(orientation[:3], orientation[3:])
 
@@ -525,7 +545,7 @@ def assemble(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Serie
     )
 
 
-def _partners(scan: ScanResult, info: SeriesInfo) -> list[SeriesInfo]:
+def partner_series(scan: ScanResult, info: SeriesInfo) -> list[SeriesInfo]:
     """Phase series of the same study with the same geometry and image count as ``info``."""
     out = []
     for other in scan.series.values():
@@ -577,7 +597,7 @@ def find_mrf_series(
     ok, reason = info.mrf_check()
     if not ok:
         raise MRFError(f"series '{info.description or info.uid}' is not usable for MRF: {reason}")
-    partners = _partners(scan, info) if "P" not in info.components else []
+    partners = partner_series(scan, info) if "P" not in info.components else []
     return [info] + partners[:1]
 
 

@@ -45,10 +45,10 @@ def _per_timepoint(series: Series, name: str) -> np.ndarray:
     return np.concatenate([getattr(r, name) for r in series.sequence.blocks if isinstance(r, Readout)])
 
 
-def _base_dataset(series: Series, uids: dict[str, str], description: str, now: dt.datetime) -> Dataset:
+def _base_dataset(series: Series, uids: dict[str, str], description: str, now: dt.datetime, patient_id: str) -> Dataset:
     ds = Dataset()
     ds.PatientName = "MRFVIEWER^SYNTHETIC"
-    ds.PatientID = "MRFSYN0001"
+    ds.PatientID = patient_id
     ds.PatientBirthDate = ""
     ds.PatientSex = "O"
     ds.StudyInstanceUID = uids["study"]
@@ -108,6 +108,7 @@ def write_mrf_dicom(
     *,
     description: str = "MRF",
     layout: str = "classic",
+    patient_id: str = "MRFSYN0001",
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
@@ -134,7 +135,7 @@ def write_mrf_dicom(
         target = folder / name
         sidecar = target / SIDECAR
         check_writable_target(sidecar, overwrite)
-        base = _base_dataset(series, uids, f"{description} ({name})", now)
+        base = _base_dataset(series, uids, f"{description} ({name})", now, patient_id)
         base.SeriesInstanceUID = generate_uid()
         base.SeriesNumber = number
         base.ImageType = (

@@ -1,0 +1,135 @@
+"""Cohort batch processing on dask: outputs, summary, failures, resume, scheduler address, cancel."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from mrfviewer.batch import DONE, SUMMARY, find_cohort, run_batch
+from mrfviewer.cli import main
+from mrfviewer.dictionary import save_dictionary
+from mrfviewer.engine import CancelToken
+from mrfviewer.errors import Cancelled
+from mrfviewer.io.dicom_write import write_mrf_dicom
+from mrfviewer.io.export import save_label_map
+from mrfviewer.io.series_h5 import write_series_h5
+from mrfviewer.phantoms import knee_phantom
+from mrfviewer.reconstruction import ReconstructionSettings
+from mrfviewer.synthesis import synthesize_series
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory, tiny_sequence):
+    """Two DICOM subjects with label maps, one HDF5 subject, one broken series (no sequence)."""
+    root = tmp_path_factory.mktemp("cohort")
+    phantom = knee_phantom((24, 24))
+    for i, subject in enumerate(["SUBJ01", "SUBJ02"]):
+        series = synthesize_series(phantom, tiny_sequence, snr=200, seed=i)
+        write_mrf_dicom(series, root / subject, description="MRF knee", patient_id=subject)
+        affine = series.geometry.affine_ras(1)
+        save_label_map(phantom.labels, phantom.label_names, root / subject / "magnitude" / "labels.nii.gz", affine)
+    write_series_h5(synthesize_series(phantom, tiny_sequence, snr=200, seed=7), root / "SUBJ03" / "knee.h5")
+    broken = synthesize_series(phantom, tiny_sequence, snr=200)
+    broken.sequence = None
+    write_series_h5(broken, root / "SUBJ04" / "nosequence.h5")
+    return root
+
+
+def _summary(output):
+    with open(output / SUMMARY, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_find_cohort_lists_every_mrf_series(cohort):
+    items = find_cohort(cohort)
+    assert [(i.subject, i.name) for i in items] == [
+        ("SUBJ01", "1_MRF knee (magnitude)"),
+        ("SUBJ02", "1_MRF knee (magnitude)"),
+        ("SUBJ03", "knee"),
+        ("SUBJ04", "nosequence"),
+    ]
+    assert items[0].labels is not None and items[2].labels is None
+
+
+def test_batch_on_two_local_workers_then_resume(tmp_path, cohort, tiny_dictionary):
+    save_dictionary(tiny_dictionary, tmp_path / "dict.h5")
+    output = tmp_path / "results"
+    args = ["-q", "batch", str(cohort), "--output", str(output), "--dictionary", str(tmp_path / "dict.h5")]
+    assert main([*args, "--workers", "2"]) == 2  # one series failed: non-zero exit, the others done
+    rows = _summary(output)
+    status = {(r["subject"], r["status"]) for r in rows}
+    assert status == {("SUBJ01", "done"), ("SUBJ02", "done"), ("SUBJ03", "done"), ("SUBJ04", "failed")}
+    failed = next(r for r in rows if r["subject"] == "SUBJ04")
+    assert "names no sequence" in failed["message"]
+    # ROI rows for the DICOM subjects: one per label and map, with values.
+    subj1 = [r for r in rows if r["subject"] == "SUBJ01"]
+    assert {r["map"] for r in subj1} >= {"T1", "T2", "T1rho", "PD"}
+    femoral = next(r for r in subj1 if r["map"] == "T2" and "femoral" in r["label"].lower())
+    assert 20 < float(femoral["mean"]) < 60
+    out1 = output / "SUBJ01" / "1_MRF_knee_magnitude"
+    assert (out1 / "T1map.nii.gz").exists() and (out1 / "dicom" / "T1map.dcm").exists()
+    assert json.loads((out1 / DONE).read_text())["voxels"] > 100
+    assert not list(output.glob("*/*.partial"))
+    stamp = (out1 / "T1map.nii.gz").stat().st_mtime_ns
+    # Second run: finished series are skipped, the broken one fails again.
+    assert main([*args, "--workers", "1"]) == 2
+    rows = _summary(output)
+    assert {(r["subject"], r["status"]) for r in rows} == {
+        ("SUBJ01", "skipped"),
+        ("SUBJ02", "skipped"),
+        ("SUBJ03", "skipped"),
+        ("SUBJ04", "failed"),
+    }
+    assert any(r["subject"] == "SUBJ01" and r["map"] == "T2" for r in rows)  # stats carried over
+    assert (out1 / "T1map.nii.gz").stat().st_mtime_ns == stamp
+
+
+def test_batch_on_an_existing_scheduler_with_nn(tmp_path, cohort, tiny_model_dir, tiny_model):
+    from distributed import LocalCluster
+
+    items = [i for i in find_cohort(cohort) if i.subject in ("SUBJ01", "SUBJ03")]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        results = run_batch(
+            items, tiny_model, tmp_path / "nn", ReconstructionSettings(method="nn"), scheduler=cluster.scheduler_address
+        )
+    assert [r.status for r in results] == ["done", "done"]
+    t1 = np.load(tmp_path / "nn" / "SUBJ03" / "knee" / "maps.npz")["T1"]
+    assert np.isfinite(t1).sum() > 100
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path, cohort, tiny_dictionary, capsys, monkeypatch):
+    monkeypatch.setattr("mrfviewer.batch.SCHEDULER_TIMEOUT_S", 1)
+    save_dictionary(tiny_dictionary, tmp_path / "dict.h5")
+    code = main(
+        ["-q", "batch", str(cohort), "--output", str(tmp_path / "o"), "--dictionary", str(tmp_path / "dict.h5")]
+        + ["--scheduler", "tcp://127.0.0.1:9"]
+    )
+    assert code == 2
+    assert "cannot reach the dask scheduler" in capsys.readouterr().err
+
+
+def test_cancelled_batch_leaves_no_partial_output(tmp_path, cohort, tiny_dictionary):
+    from distributed import LocalCluster
+
+    token = CancelToken()
+    items = find_cohort(cohort)
+
+    def cancel_after_first(result):
+        token.cancel()
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        pytest.raises(Cancelled),
+    ):
+        run_batch(
+            items,
+            tiny_dictionary,
+            tmp_path / "c",
+            ReconstructionSettings(),
+            scheduler=cluster.scheduler_address,
+            cancel=token,
+            on_result=cancel_after_first,
+        )
+    assert not list((tmp_path / "c").glob("*/*.partial"))
+    assert not (tmp_path / "c" / SUMMARY).exists()
