@@ -300,3 +300,51 @@ def test_open_demo_shows_progress_and_can_be_cancelled(qtbot, window, monkeypatc
         button = window.demo_dialog.findChild(QtWidgets.QPushButton)
         qtbot.mouseClick(button, QtCore.Qt.MouseButton.LeftButton)
     assert window.demo_dialog is None and window.series is None
+
+
+def test_histogram_region_sets_the_window_and_follows_the_fields(qtbot, window, series_file):
+    path, _ = series_file
+    _open(qtbot, window, path)
+    _reconstruct(qtbot, window)
+    view = window.map_view
+    view.window_map.setCurrentText("T2")
+    hist = view.histogram
+    x, counts = hist.curve.getData()
+    assert counts.sum() > 0 and x[0] <= view.window("T2")[0]
+    hist.region.setRegion((20.0, 60.0))
+    hist.region.sigRegionChangeFinished.emit(hist.region)
+    assert view.window("T2") == pytest.approx((20.0, 60.0))
+    assert view.upper.value() == pytest.approx(60.0)
+    view.lower.setValue(25.0)
+    assert hist.region.getRegion() == pytest.approx((25.0, 60.0))
+
+
+def test_dm_uses_the_chosen_grid_or_dictionary_file(qtbot, window, series_file, tmp_path, tiny_grid, tiny_dictionary):
+
+    from mrfviewer.dictionary import save_dictionary
+
+    path, _ = series_file
+    _open(qtbot, window, path)
+    (tmp_path / "grid.json").write_text(tiny_grid.to_json())
+    window.use_grid(tmp_path / "grid.json")
+    assert f"{tiny_grid.n_atoms:,} atoms" in window.dictionary_label.text()
+    _reconstruct(qtbot, window)
+    assert window.maps["dm"].settings["dictionary"].startswith(f"{tiny_grid.n_atoms} atoms")
+    save_dictionary(tiny_dictionary, tmp_path / "d.h5")
+    window.use_dictionary_file(tmp_path / "d.h5")
+    assert window.dictionary_label.text() == "DM: d.h5"
+    _reconstruct(qtbot, window)
+    assert window.maps["dm"].source == f"dictionary {tiny_dictionary.key}"
+    window.use_dictionary_file(tmp_path / "missing.h5")
+    assert "not found" in window.statusBar().currentMessage()
+
+
+def test_knee_labels_show_ground_truth_references(qtbot, window, series_file):
+    path, series = series_file
+    _open(qtbot, window, path)
+    _reconstruct(qtbot, window)
+    panel = window.roi_panel
+    row = next(i for i, s in enumerate(panel.stats) if s.label == "muscle" and s.map == "T2")
+    truth = float(np.mean(series.truth["T2"][series.labels == 5]))
+    assert float(panel.table.item(row, 7).text()) == pytest.approx(truth, rel=1e-3)
+    assert abs(float(panel.table.item(row, 8).text())) < 10  # error in percent

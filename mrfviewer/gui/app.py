@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from mrfviewer.gui.main_window import MainWindow
+from mrfviewer.resources import assets_dir
 
 
 def run_gui(
@@ -24,6 +26,9 @@ def run_gui(
     """
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("mrfviewer")
+    icon = assets_dir() / "icons" / "mrfviewer.png"
+    if icon.exists():
+        app.setWindowIcon(QtGui.QIcon(str(icon)))
     window = MainWindow()
     window.show()
     if screenshot is None:
@@ -41,6 +46,9 @@ def run_gui(
         finish()
 
     def finish() -> None:
+        if status.get("done"):
+            return
+        status["done"] = 1
         app.processEvents()
         if status["code"] == 0:
             window.grab().save(str(screenshot))
@@ -59,6 +67,12 @@ def run_gui(
             x, y = click
             z = window.map_view.current_slice()
             window.map_view.select(z, y, x)
+            nn = window.maps.get("nn")
+            if nn is not None and math.isfinite(float(nn.values["T1"][z, y, x])):
+                # Wait for the NN fingerprint (simulated in the background) so that it is in the picture.
+                window.nn_curve_added.connect(lambda: QtCore.QTimer.singleShot(100, finish))
+                window.show_pixel(z, y, x)
+                return
             window.show_pixel(z, y, x)
         QtCore.QTimer.singleShot(100, finish)
 

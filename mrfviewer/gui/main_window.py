@@ -100,6 +100,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.path: Path | None = None
         self._dictionary = None
         self._model = None
+        # What DM matches against: a grid (None = the default knee grid) or a dictionary file.
+        self._grid = None
+        self._dictionary_file: Path | None = None
         self._pending: tuple[str, Path] | None = None
         self.demo_dialog: QtWidgets.QProgressDialog | None = None
 
@@ -172,6 +175,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mask_threshold.setValue(0.05)
         self.mask_threshold.setToolTip("background mask: fraction of the 99th percentile of the signal norm")
         self.sequence_label = QtWidgets.QLabel("sequence: -")
+        self.dictionary_label = QtWidgets.QLabel("DM: knee grid (5 %)")
+        self.dictionary_label.setToolTip("what dictionary matching uses (File menu: grid or dictionary file)")
+        self.model_label = QtWidgets.QLabel("NN: shipped network")
         self.reconstruct_action = QtGui.QAction("Reconstruct", self)
         self.reconstruct_action.setShortcut(QtGui.QKeySequence("Ctrl+R"))
         self.reconstruct_action.triggered.connect(self.reconstruct)
@@ -184,6 +190,10 @@ class MainWindow(QtWidgets.QMainWindow):
         bar.addAction(self.cancel_action)
         bar.addSeparator()
         bar.addWidget(self.sequence_label)
+        bar.addSeparator()
+        bar.addWidget(self.dictionary_label)
+        bar.addSeparator()
+        bar.addWidget(self.model_label)
 
     def _build_menus(self) -> None:
         menu = self.menuBar().addMenu("&File")
@@ -197,6 +207,10 @@ class MainWindow(QtWidgets.QMainWindow):
         menu.addAction("Load label map (NIfTI or DICOM SEG)...", self.load_labels_dialog, QtGui.QKeySequence("Ctrl+L"))
         menu.addAction("Use sequence file...", self.choose_sequence_dialog)
         menu.addAction("Use network folder...", self.choose_model_dialog)
+        dm_menu = menu.addMenu("Dictionary for DM")
+        dm_menu.addAction("Default knee grid (5 % steps)", self.use_default_grid)
+        dm_menu.addAction("Grid file (JSON)...", self.choose_grid_dialog)
+        dm_menu.addAction("Dictionary file (HDF5)...", self.choose_dictionary_dialog)
         menu.addSeparator()
         export = menu.addMenu("Export")
         self.export_nifti_action = export.addAction(
@@ -306,6 +320,41 @@ class MainWindow(QtWidgets.QMainWindow):
             self._error(str(exc))
             return
         self.statusBar().showMessage(f"NN reconstructions use {self._model.identity}")
+        self.model_label.setText(f"NN: {self._model.name}")
+
+    def use_default_grid(self) -> None:
+        self._grid, self._dictionary_file = None, None
+        self.dictionary_label.setText("DM: knee grid (5 %)")
+
+    def choose_grid_dialog(self) -> None:
+        name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Dictionary grid", "", "Grid (*.json)")
+        if name:
+            self.use_grid(Path(name))
+
+    def use_grid(self, path: Path) -> None:
+        """Match DM against a dictionary of this grid (generated and cached on first use)."""
+        from mrfviewer.grid import load_grid
+
+        try:
+            grid = load_grid(path)
+        except MRFError as exc:
+            self._error(str(exc))
+            return
+        self._grid, self._dictionary_file = grid, None
+        self.dictionary_label.setText(f"DM: grid {path.name} ({grid.n_atoms:,} atoms)")
+
+    def choose_dictionary_dialog(self) -> None:
+        name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Dictionary file", "", "Dictionary (*.h5 *.hdf5)")
+        if name:
+            self.use_dictionary_file(Path(name))
+
+    def use_dictionary_file(self, path: Path) -> None:
+        """Match DM against this dictionary file (read by the reconstruction job, checked there)."""
+        if not path.is_file():
+            self._error(f"dictionary file not found: {path}")
+            return
+        self._grid, self._dictionary_file = None, path
+        self.dictionary_label.setText(f"DM: {path.name}")
 
     def _fill_browser(self, path: Path, scan) -> None:  # noqa: ANN001 - a ScanResult or None (HDF5)
         self.browser.clear()
@@ -341,7 +390,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- reconstruction -----------------------------------------------------------
     def reconstruct(self) -> None:
-        from mrfviewer.dictionary import DictionarySettings, get_dictionary
+        from mrfviewer.dictionary import DictionarySettings, get_dictionary, load_dictionary
         from mrfviewer.engine import scaled
         from mrfviewer.grid import default_knee_grid
         from mrfviewer.reconstruction import ReconstructionSettings, reconstruct
@@ -355,18 +404,22 @@ class MainWindow(QtWidgets.QMainWindow):
         method = self.method.currentText().lower()
         settings = ReconstructionSettings(method=method, mask_threshold=self.mask_threshold.value())
         series, model = self.series, self._model if method == "nn" else None
+        grid, dictionary_file = self._grid or default_knee_grid(), self._dictionary_file
 
         def job(p, c):  # noqa: ANN001, ANN202
             if method == "nn":
                 return reconstruct(series, settings, model=model, progress=p, cancel=c), None
             # DM: keep the dictionary, so clicks expand atoms without reading the cache file again.
-            dictionary = get_dictionary(
-                series.sequence,
-                default_knee_grid(),
-                DictionarySettings(signal="complex" if series.is_complex else "magnitude"),
-                progress=scaled(p, 0.0, 0.5),
-                cancel=c,
-            )
+            if dictionary_file is not None:
+                dictionary = load_dictionary(dictionary_file)
+            else:
+                dictionary = get_dictionary(
+                    series.sequence,
+                    grid,
+                    DictionarySettings(signal="complex" if series.is_complex else "magnitude"),
+                    progress=scaled(p, 0.0, 0.5),
+                    cancel=c,
+                )
             maps = reconstruct(series, settings, dictionary=dictionary, progress=scaled(p, 0.5, 1.0), cancel=c)
             return maps, dictionary
 
@@ -465,7 +518,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.roi_panel.attach(self.map_view.first_view(), self.map_view.first_image())
         if self.series is not None:
             self.roi_panel.pixel_spacing_mm = float(self.series.geometry.pixel_spacing_mm[1])
-        self.roi_panel.set_labels(self.labels, self.label_names)
+        truth = self.series.truth if self.series is not None else None
+        self.roi_panel.set_labels(self.labels, self.label_names, truth)
         self._show_outline()
         self._update_rois()
 
@@ -643,6 +697,8 @@ class MainWindow(QtWidgets.QMainWindow):
                     return
             self.runner.cancel()
             self.runner.wait()
+        # A fingerprint simulation still running would signal a deleted window (a crash at exit).
+        QtCore.QThreadPool.globalInstance().waitForDone(10000)
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("state", self.saveState())
         event.accept()

@@ -13,6 +13,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from mrfviewer.colormaps import default_window, relaxometry_table, to_rgba
+from mrfviewer.gui.histogram import WindowHistogram
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -52,6 +53,7 @@ class _Panel:
             colors = (table[1:] * 255).astype(np.uint8)
             self.bar.setColorMap(pg.ColorMap(np.linspace(0, 1, len(colors)), colors))
             self.bar.setLevels((lo, hi))
+            self.bar.axis.enableAutoSIPrefix(False)  # "ms", never "ms (x0.001)"
             self.bar.axis.setLabel(self.unit if self.unit not in ("", "1") else "")
             self._bar_ready = True
         self.window = window
@@ -85,14 +87,17 @@ class MapView(QtWidgets.QWidget):
             box.setDecimals(2)
             box.setKeyboardTracking(False)
             box.setToolTip(tip)
+            box.setMaximumWidth(90)
         self.auto = QtWidgets.QPushButton("Auto")
         self.auto.setToolTip("window from the histogram (0 or 1st to 99th percentile)")
         controls = QtWidgets.QHBoxLayout()
         for w in (self.slice_label, self.slice_slider, self.time_label, self.time_slider):
             controls.addWidget(w)
         controls.addSpacing(12)
+        self.histogram = WindowHistogram()
         for w in (QtWidgets.QLabel("window"), self.window_map, self.lower, self.upper, self.auto):
             controls.addWidget(w)
+        controls.addWidget(self.histogram, 1)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(controls)
@@ -103,6 +108,7 @@ class MapView(QtWidgets.QWidget):
         self.lower.valueChanged.connect(self._window_edited)
         self.upper.valueChanged.connect(self._window_edited)
         self.auto.clicked.connect(self._auto_window)
+        self.histogram.window_changed.connect(lambda lo, hi: self.set_window(self.window_map.currentText(), lo, hi))
         self.graphics.scene().sigMouseMoved.connect(self._on_move)
         self.graphics.scene().sigMouseClicked.connect(self._on_click)
         self._set_sliders(1, 1)
@@ -199,6 +205,8 @@ class MapView(QtWidgets.QWidget):
         return self._layers[name][0][z]
 
     def _redraw(self) -> None:
+        if self.sender() in (self.slice_slider, self.time_slider):
+            self._update_histogram()
         n_slices = self.slice_slider.maximum() + 1
         self.slice_label.setText(f"slice {self.current_slice() + 1}/{n_slices}")
         self.time_label.setText(f"time point {self.time_slider.value() + 1}/{self.time_slider.maximum() + 1}")
@@ -241,6 +249,12 @@ class MapView(QtWidgets.QWidget):
             box.blockSignals(True)
             box.setValue(value)
             box.blockSignals(False)
+        self._update_histogram()
+
+    def _update_histogram(self) -> None:
+        name = self.window_map.currentText()
+        if name in self._layers:
+            self.histogram.set_values(self._plane(name), self._windows[name])
 
     def _window_edited(self) -> None:
         name = self.window_map.currentText()

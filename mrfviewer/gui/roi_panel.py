@@ -8,9 +8,10 @@ from matplotlib.path import Path as PolygonPath
 from PySide6 import QtCore, QtWidgets
 
 from mrfviewer.phantom_fit import SphereTemplate, fit_nist_template
-from mrfviewer.phantoms import NIST_T2_ARRAY, nist_sphere_centres_mm
+from mrfviewer.phantoms import KNEE_TISSUES, NIST_T2_ARRAY, nist_sphere_centres_mm
 from mrfviewer.roi import RoiStats, roi_statistics
 
+_KNEE_BY_NAME = {t.name: t for t in KNEE_TISSUES.values()}
 TABLE_COLUMNS = ("ROI", "map", "unit", "n", "mean", "SD", "median", "reference", "error %")
 _TEMPLATE_MM = 140.0  # side of the template's square in mm
 
@@ -122,6 +123,7 @@ class RoiPanel(QtWidgets.QWidget):
         self._layers: dict[str, tuple[np.ndarray, str]] = {}
         self._slice = 0
         self._labels: np.ndarray | None = None
+        self._truth: dict[str, np.ndarray] = {}
         self._label_names: dict[int, str] = {}
         self.stats: list[RoiStats] = []
 
@@ -136,8 +138,12 @@ class RoiPanel(QtWidgets.QWidget):
         self._slice = slice_index
         self.refresh()
 
-    def set_labels(self, labels: np.ndarray | None, names: dict[int, str]) -> None:
+    def set_labels(
+        self, labels: np.ndarray | None, names: dict[int, str], truth: dict[str, np.ndarray] | None = None
+    ) -> None:
+        """Label map with names; ``truth`` holds ground-truth maps (Z, Y, X) of a digital phantom, if known."""
         self._labels, self._label_names = labels, names
+        self._truth = truth or {}
         self.refresh()
 
     def add_roi(
@@ -224,22 +230,39 @@ class RoiPanel(QtWidgets.QWidget):
                     out.append((self._label_names.get(label, f"label {label}"), self._labels == label))
         return out
 
-    def reference(self, label: str, map_name: str) -> float | None:
-        """Reference value of a template sphere (NIST T2 array, 3 T; T1rho assumed equal to T2)."""
-        if not label.startswith("sphere ") or map_name not in ("T1", "T2", "T1rho"):
+    def reference(self, label: str, map_name: str, mask: np.ndarray | None = None) -> float | None:
+        """Reference value of an ROI, or None.
+
+        Template spheres: the NIST T2 array (3 T; T1rho taken equal to T2). Labels
+        of a digital phantom: the mean ground truth inside the ROI when the series
+        carries it, else the nominal value of a knee tissue of that name.
+        """
+        if map_name not in ("T1", "T2", "T1rho", "PD"):
             return None
-        i = int(label.split()[1]) - 1
-        return float(NIST_T2_ARRAY["T1" if map_name == "T1" else "T2"][i])
+        if label.startswith("sphere ") and label.split()[1].isdigit():
+            if map_name == "PD":
+                return None
+            i = int(label.split()[1]) - 1
+            return float(NIST_T2_ARRAY["T1" if map_name == "T1" else "T2"][i])
+        truth = self._truth.get(map_name)
+        if truth is not None and mask is not None and truth.shape == mask.shape and mask.any():
+            return float(np.mean(truth[mask]))
+        tissue = _KNEE_BY_NAME.get(label)
+        if tissue is None:
+            return None
+        return float({"T1": tissue.t1_ms, "T2": tissue.t2_ms, "T1rho": tissue.t1rho_ms, "PD": tissue.pd}[map_name])
 
     def refresh(self) -> None:
+        masks = self.masks()
         self.stats = [
             roi_statistics(values, mask, name, map_name, unit)
-            for name, mask in self.masks()
+            for name, mask in masks
             for map_name, (values, unit) in self._layers.items()
         ]
+        by_name = dict(masks)
         self.table.setRowCount(len(self.stats))
         for row, s in enumerate(self.stats):
-            ref = self.reference(s.label, s.map)
+            ref = self.reference(s.label, s.map, by_name.get(s.label))
             error = f"{100 * (s.mean / ref - 1):+.1f}" if ref and np.isfinite(s.mean) else ""
             cells = (
                 s.label,
