@@ -39,6 +39,20 @@ def _best_time(fn: Callable[[], object], repeat: int = 3) -> float:
     return min(times)
 
 
+def _knee_grid(step_percent: float):
+    """The default knee grid's ranges at another step (5 % is the default grid itself)."""
+    from mrfviewer.grid import grid_from_dict
+
+    axis = {"step_percent": step_percent}
+    return grid_from_dict(
+        {
+            "t1_ms": {"min": 100, "max": 3000, **axis},
+            "t2_ms": {"min": 5, "max": 300, **axis},
+            "t1rho_ms": {"min": 5, "max": 300, **axis},
+        }
+    )
+
+
 def _sample_atoms(n: int, seed: int = 0) -> np.ndarray:
     params, _ = default_knee_grid().atoms()
     return params[np.random.default_rng(seed).choice(len(params), n, replace=False)]
@@ -207,6 +221,146 @@ def bench_scaling(quick: bool) -> dict:
     }
 
 
+def bench_gui_click(quick: bool) -> dict:
+    """Click-to-fingerprint latency through the real signal path (offscreen): mouse press to repainted plot.
+
+    Baseline in the same run: repainting the plot with the same curves, without the click path.
+    """
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6 import QtCore, QtTest, QtWidgets
+
+    from mrfviewer.dictionary import get_dictionary
+    from mrfviewer.gui.main_window import MainWindow
+    from mrfviewer.phantoms import knee_phantom
+    from mrfviewer.reconstruction import reconstruct_dm
+    from mrfviewer.synthesis import synthesize_series
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    seq = load_sequence(default_sequence_path())
+    dictionary = get_dictionary(seq, _knee_grid(15 if quick else 5))
+    series = synthesize_series(knee_phantom((128, 128)), seq, snr=50)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = QtCore.QSettings(str(Path(tmp) / "s.ini"), QtCore.QSettings.Format.IniFormat)
+        window = MainWindow(settings)
+        window.resize(1280, 800)
+        window.show()
+        window.series = series
+        window._show_series()
+        window._dictionary = dictionary
+        window.maps = {"dm": reconstruct_dm(series, dictionary)}
+        window._show_maps("dm")
+        app.processEvents()
+        view, graphics = window.map_view.first_view(), window.map_view.graphics
+        rng = np.random.default_rng(4)
+        pixels = [tuple(int(v) for v in p) for p in np.argwhere(window.maps["dm"].mask[0])]
+        picks = [pixels[i] for i in rng.choice(len(pixels), 20 if quick else 100, replace=False)]
+        clicks, repaints = [], []
+        for y, x in picks:
+            pos = graphics.mapFromScene(view.mapViewToScene(QtCore.QPointF(x + 0.5, y + 0.5)))
+            start = time.perf_counter()
+            QtTest.QTest.mouseClick(graphics.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=pos)
+            window.fingerprint.repaint()  # what the user sees: the plot drawn, not only its data set
+            app.processEvents()
+            clicks.append(time.perf_counter() - start)
+            assert window._clicked == (0, y, x)
+            start = time.perf_counter()
+            window.fingerprint.plot.update()
+            window.fingerprint.repaint()
+            app.processEvents()
+            repaints.append(time.perf_counter() - start)
+        window.close()
+    ms = np.array(clicks) * 1000
+    return {
+        "clicks": len(clicks),
+        "dictionary_atoms": dictionary.n_atoms,
+        "median_ms": float(np.median(ms)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "max_ms": float(ms.max()),
+        "repaint_only_median_ms": float(np.median(repaints) * 1000),
+        "target_ms": 30,
+    }
+
+
+def bench_batch_speedup(quick: bool) -> dict:
+    """Cohort batch on dask: wall time with 1 and 2 local worker processes (one thread each), same cohort."""
+    from distributed import LocalCluster
+
+    from mrfviewer.batch import find_cohort, run_batch
+    from mrfviewer.dictionary import get_dictionary
+    from mrfviewer.io.series_h5 import write_series_h5
+    from mrfviewer.phantoms import knee_phantom
+    from mrfviewer.reconstruction import ReconstructionSettings
+    from mrfviewer.synthesis import synthesize_series
+
+    seq = load_sequence(default_sequence_path())
+    dictionary = get_dictionary(seq, _knee_grid(10))
+    n_series, size = (4, 64) if quick else (8, 96)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(n_series):
+            series = synthesize_series(knee_phantom((size, size)), seq, snr=50, seed=i)
+            write_series_h5(series, Path(tmp) / "cohort" / f"subject{i:02d}" / "knee.h5")
+        items = find_cohort(Path(tmp) / "cohort")
+        for workers in (1, 2):
+            with LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+            ) as cluster:
+                start = time.perf_counter()
+                results = run_batch(
+                    items,
+                    dictionary,
+                    Path(tmp) / f"out{workers}",
+                    ReconstructionSettings(),
+                    scheduler=cluster.scheduler_address,
+                )
+                seconds = time.perf_counter() - start
+            assert all(r.status == "done" for r in results), [r.message for r in results]
+            rows.append({"workers": workers, "seconds": seconds})
+    return {
+        "series": n_series,
+        "image": size,
+        "dictionary_atoms": dictionary.n_atoms,
+        "runs": rows,
+        "speedup_2_over_1": rows[0]["seconds"] / rows[1]["seconds"],
+    }
+
+
+def bench_volume_memory(quick: bool) -> dict:
+    """Peak memory of a slab-wise DM reconstruction of a 3D HDF5 series vs the series size (tracemalloc)."""
+    from mrfviewer.dictionary import get_dictionary
+    from mrfviewer.io.series_h5 import write_series_h5
+    from mrfviewer.phantoms import knee_phantom
+    from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_dm
+    from mrfviewer.synthesis import synthesize_series
+    from mrfviewer.volume import open_h5_source
+
+    seq = load_sequence(default_sequence_path())
+    dictionary = get_dictionary(seq, _knee_grid(10))
+    size, n_slices = (48, 8) if quick else (96, 24)
+    memory_mb = 64
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "volume.h5"
+        series = synthesize_series(knee_phantom((size, size), n_slices=n_slices), seq, snr=50)
+        series_mib = series.data.nbytes / 2**20
+        write_series_h5(series, path)
+        del series
+        tracemalloc.start()
+        start = time.perf_counter()
+        maps = reconstruct_dm(open_h5_source(path), dictionary, ReconstructionSettings(memory_mb=memory_mb))
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return {
+        "shape": [seq.n_timepoints, n_slices, size, size],
+        "series_mib": series_mib,
+        "memory_setting_mib": memory_mb,
+        "peak_traced_mib": peak / 2**20,
+        "peak_over_series": peak / 2**20 / series_mib,
+        "voxels": int(maps.mask.sum()),
+        "seconds": seconds,
+    }
+
+
 BENCHES = {
     "dictionary": bench_dictionary,
     "dm_vs_gemm": bench_dm_vs_gemm,
@@ -214,6 +368,9 @@ BENCHES = {
     "nn_inference": bench_nn,
     "series_loading": bench_loading,
     "scaling": bench_scaling,
+    "gui_click": bench_gui_click,
+    "batch_speedup": bench_batch_speedup,
+    "volume_memory": bench_volume_memory,
 }
 
 

@@ -261,6 +261,7 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
         source_files=series.source_files or None,
         labels=labels,
         label_names=names,
+        cancel=cancel,
     )
     n = int(maps.mask.sum())
     _say(args, f"reconstructed {n} voxels in {elapsed:.1f} s; wrote {len(written)} files to {output}")

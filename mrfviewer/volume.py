@@ -131,7 +131,10 @@ def open_h5_source(path: str | Path) -> SlabSource:
             with h5py.File(path, "r") as f:
                 raw = f["series"][:, z0:z1] if four_d else f["series"][()][:, None]
         except OSError as exc:
-            raise MRFError(f"cannot read slices {z0}-{z1 - 1} of {path}: {exc}") from None
+            raise MRFError(f"cannot read slices {z0 + 1}-{z1} of {path}: {exc}") from None
+        if raw.dtype.kind in "fc" and not np.isfinite(raw).all():
+            bad = int(np.count_nonzero(~np.isfinite(raw)))
+            raise MRFError(f"{path}: series contains {bad} NaN or infinite values in slices {z0 + 1}-{z1}")
         return raw.astype(dtype, copy=False)
 
     return SlabSource(

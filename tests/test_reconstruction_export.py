@@ -115,13 +115,28 @@ def test_failed_write_leaves_no_file(tmp_path, knee_maps, monkeypatch):
 
     _, maps = knee_maps
 
-    def full_disk(src, dst):
-        raise OSError(28, "No space left on device")
+    real_replace = os.replace
+    for fail_at in (0, 3, 7, 12):  # the disk fills before the first file, or after some were written
+        calls = []
 
+        def full_disk(src, dst, fail_at=fail_at, calls=calls):
+            calls.append(dst)
+            if len(calls) > fail_at:
+                raise OSError(28, "No space left on device")
+            real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", full_disk)
+        with pytest.raises(MRFError, match="No space left"):
+            export_all(maps, tmp_path / "out")
+        assert not (tmp_path / "out").exists(), fail_at  # no file, no temporary, no empty folder
+    # A folder that existed before stays, with what it held.
+    monkeypatch.setattr(os, "replace", real_replace)
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "notes.txt").write_text("mine")
     monkeypatch.setattr(os, "replace", full_disk)
-    with pytest.raises(MRFError, match="No space left"):
-        export_all(maps, tmp_path / "out")
-    assert list((tmp_path / "out").iterdir()) == []
+    with pytest.raises(MRFError):
+        export_all(maps, tmp_path / "keep")
+    assert [p.name for p in (tmp_path / "keep").iterdir()] == ["notes.txt"]
 
 
 def test_oblique_geometry_affine():

@@ -78,11 +78,15 @@ def test_dicom_source_reads_only_the_slab(tmp_path, tiny_sequence, monkeypatch):
     assert len(calls) == 2 * series.n_timepoints
 
 
-def test_nan_in_a_streamed_slab_leaves_those_voxels_out(tmp_path, volume, tiny_dictionary):
+def test_nan_in_a_streamed_hdf5_slab_is_a_clear_error_and_in_memory_voxels_are_left_out(
+    tmp_path, volume, tiny_dictionary
+):
     data = volume.data.copy()
     data[5, 10, 30, 30] = np.nan
     broken = volume.__class__(data=data, sequence=volume.sequence)
-    maps = reconstruct_dm(open_h5_source(write_series_h5(broken, tmp_path / "nan.h5")), tiny_dictionary)
+    with pytest.raises(MRFError, match=r"1 NaN or infinite values in slices \d+-\d+"):
+        reconstruct_dm(open_h5_source(write_series_h5(broken, tmp_path / "nan.h5")), tiny_dictionary)
+    maps = reconstruct_dm(broken, tiny_dictionary)
     assert not maps.mask[10, 30, 30] and np.isnan(maps.values["T1"][10, 30, 30])
     assert maps.mask[10].sum() > 100
 

@@ -595,24 +595,28 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def export_maps(self, kind: str, folder: Path, overwrite: bool = False) -> bool:
         """Export the current maps in the background; returns False if a job is running."""
-        from mrfviewer.io.export import export_nifti
-        from mrfviewer.io.parametric_map import export_parametric_maps
-        from mrfviewer.io.png import export_png
+        from mrfviewer.io.export import export_all
 
         method = self._current_method()
         if method is None:
             return False
         maps, series = self.maps[method], self.series
+        sources = (series.source_files if series else []) if kind == "dicom" else None
+        if kind == "dicom" and not sources:
+            self._error("DICOM Parametric Maps need a series opened from DICOM (its images are referenced)")
+            return False
 
         def job(progress, cancel):  # noqa: ANN001, ANN202
-            if kind == "nifti":
-                written = export_nifti(maps, folder, overwrite=overwrite)
-            elif kind == "png":
-                written = export_png(maps, folder, overwrite=overwrite)
-            else:
-                written = export_parametric_maps(
-                    maps, series.source_files if series else [], folder, overwrite=overwrite
-                )
+            # All or nothing: a cancel or a write failure leaves none of this export's files.
+            written = export_all(
+                maps,
+                folder,
+                overwrite=overwrite,
+                nifti=kind == "nifti",
+                png=kind == "png",
+                source_files=sources,
+                cancel=cancel,
+            )
             return f"wrote {len(written)} files to {folder}"
 
         started = self.runner.start("export", job)

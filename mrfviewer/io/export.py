@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 
 from mrfviewer import __version__
+from mrfviewer.engine import CancelToken, check_cancel
 from mrfviewer.errors import MRFError
 from mrfviewer.io.atomic import atomic_write, atomic_write_bytes, atomic_write_text, check_writable_target
 from mrfviewer.maps import FILE_STEMS, ParameterMaps
@@ -83,17 +84,20 @@ def export_all(
     units: str = "ms",
     overwrite: bool = False,
     *,
+    nifti: bool = True,
     png: bool = True,
     source_files: list[Path] | None = None,
     labels: np.ndarray | None = None,
     label_names: dict[int, str] | None = None,
+    cancel: CancelToken | None = None,
 ) -> list[Path]:
-    """Everything ``mrfviewer reconstruct`` writes into ``folder``.
+    """Everything ``mrfviewer reconstruct`` writes into ``folder``, all or nothing.
 
-    NIfTI maps with sidecars and ``maps.npz``; PNGs (``png``); DICOM Parametric
+    NIfTI maps with sidecars and ``maps.npz`` (``nifti``); PNGs (``png``); DICOM Parametric
     Maps in ``dicom/`` when the series came from DICOM (``source_files``); ROI
     statistics ``roi_stats.csv`` when a label map is given. Every target is
-    checked before anything is written.
+    checked before anything is written; if writing fails (disk full, no
+    permission) or is cancelled, the files this call created are removed.
     """
     from mrfviewer.io.parametric_map import export_parametric_maps
     from mrfviewer.io.png import export_png
@@ -101,7 +105,9 @@ def export_all(
 
     folder = Path(folder)
     stems = [FILE_STEMS.get(name, f"{name}map") for name in maps.values]
-    targets = [folder / "maps.npz"] + [folder / f"{s}{e}" for s in stems for e in (".nii.gz", ".json")]
+    targets = []
+    if nifti:
+        targets += [folder / "maps.npz"] + [folder / f"{s}{e}" for s in stems for e in (".nii.gz", ".json")]
     if png:
         targets += [folder / f"{s}.png" for s in stems]
     if source_files:
@@ -112,15 +118,33 @@ def export_all(
         targets.append(folder / "roi_stats.csv")
     for t in targets:
         check_writable_target(t, overwrite)
-    written = export_nifti(maps, folder, units=units, overwrite=overwrite)
-    written.append(export_npz(maps, folder / "maps.npz", overwrite=overwrite))
+    steps = []
+    if nifti:
+        steps.append(lambda: export_nifti(maps, folder, units=units, overwrite=overwrite))
+        steps.append(lambda: [export_npz(maps, folder / "maps.npz", overwrite=overwrite)])
     if png:
-        written += export_png(maps, folder, overwrite=overwrite)
+        steps.append(lambda: export_png(maps, folder, overwrite=overwrite))
     if source_files:
-        written += export_parametric_maps(maps, source_files, folder / "dicom", overwrite=overwrite)
+        steps.append(lambda: export_parametric_maps(maps, source_files, folder / "dicom", overwrite=overwrite))
     if labels is not None:
         rows = label_statistics(maps, labels, label_names or {})
-        written.append(write_stats_csv(rows, maps, folder / "roi_stats.csv", overwrite=overwrite))
+        steps.append(lambda: [write_stats_csv(rows, maps, folder / "roi_stats.csv", overwrite=overwrite)])
+    written: list[Path] = []
+    created = [t for t in targets if not t.exists()]
+    new_folders = [f for f in (folder / "dicom", folder) if not f.exists()]
+    try:
+        for step in steps:
+            check_cancel(cancel)
+            written += step()
+        check_cancel(cancel)
+    except BaseException:
+        # All or nothing: a failed or cancelled export leaves none of the files it created.
+        for path in created:
+            path.unlink(missing_ok=True)
+        for new in new_folders:
+            if new.is_dir() and not any(new.iterdir()):
+                new.rmdir()
+        raise
     return written
 
 
