@@ -1,10 +1,11 @@
 """Fuzzing the input parsers (seeded, bounded): every case ends in a result or a clear MRFError.
 
-About 560 generated cases per run: malformed sequence and grid JSON, truncated,
+About 560 generated cases per run (MRFVIEWER_FUZZ_SCALE multiplies them): malformed sequence and grid JSON, truncated,
 bit-flipped and random DICOM files, and HDF5 series of odd shapes, types and values.
 """
 
 import json
+import os
 import shutil
 
 import h5py
@@ -20,7 +21,15 @@ from mrfviewer.io.dicom_read import load_mrf_folder, scan_folder
 from mrfviewer.io.series_h5 import read_series_h5
 from mrfviewer.sequence import sequence_from_json
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+#: Longer runs: MRFVIEWER_FUZZ_SCALE=20 pytest tests/test_fuzz.py (about 11,000 cases).
+SCALE = max(1, int(os.environ.get("MRFVIEWER_FUZZ_SCALE", "1")))
+
+
+def fuzz_settings(n: int) -> settings:
+    return settings(max_examples=n * SCALE, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+
+FUZZ = fuzz_settings(150)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=True) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=12), inner, max_size=6),
@@ -77,7 +86,7 @@ def mr_small_bytes():
 
 
 @seed(3)
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@fuzz_settings(150)
 @given(data=st.data())
 def test_fuzz_dicom_files(tmp_path_factory, mr_small_bytes, data):
     folder = tmp_path_factory.mktemp("fuzz")
@@ -103,7 +112,7 @@ def test_fuzz_dicom_files(tmp_path_factory, mr_small_bytes, data):
 
 
 @seed(4)
-@settings(max_examples=110, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@fuzz_settings(110)
 @given(
     shape=st.lists(st.integers(0, 5), min_size=1, max_size=5),
     dtype=st.sampled_from(["f4", "f8", "c8", "i2", "u1", "bool"]),
