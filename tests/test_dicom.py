@@ -239,3 +239,41 @@ def test_dicom_seg_labels_are_placed_by_position(tmp_path, synthetic):
     assert names == {1: "lesion A", 2: "lesion B"}
     with pytest.raises(MRFError, match="not a DICOM Segmentation"):
         load_label_map(sources[0].filename, back.spatial_shape, back.geometry)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["none", "signed", "implicit_vr", "signed_12_bits", "rle_compressed"],
+)
+def test_raw_pixel_reads_equal_pydicom_decoding(tmp_path, change):
+    """Native pixel data are read straight from the file; anything unusual goes through pydicom."""
+    from mrfviewer.io.dicom_read import _read_header, _read_pixels
+
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))  # 64 x 64, signed 16 bit, explicit VR LE
+    ds.PixelRepresentation = 0 if change == "none" else ds.PixelRepresentation
+    if change == "signed_12_bits":
+        ds.BitsStored, ds.HighBit = 12, 11
+    path = tmp_path / "im.dcm"
+    if change == "implicit_vr":
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        ds.save_as(path, enforce_file_format=True)
+    elif change == "rle_compressed":
+        ds.compress(pydicom.uid.RLELossless)
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        ds.save_as(path, enforce_file_format=True)
+    (record,) = _read_header(path)
+    native = change in ("none", "signed", "implicit_vr")
+    assert (record.pixel_offset is not None) == native
+    ours = _read_pixels([[record]], (1, 1, 64, 64), phase=False)[0, 0]
+    reference = pydicom.dcmread(path).pixel_array.astype(np.float32) * record.slope + record.intercept
+    np.testing.assert_array_equal(ours, reference)
+
+
+def test_truncated_native_pixel_data_is_a_clear_error(tmp_path, synthetic):
+    write_mrf_dicom(synthetic, tmp_path / "d")
+    victim = sorted((tmp_path / "d" / "magnitude").glob("*.dcm"))[3]
+    scan = scan_folder(tmp_path / "d")
+    victim.write_bytes(victim.read_bytes()[:-100])
+    with pytest.raises(MRFError, match="end early|cannot read"):
+        load_mrf_folder(tmp_path / "d", scan=scan)

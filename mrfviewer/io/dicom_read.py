@@ -81,6 +81,9 @@ class ImageRecord:
     has_pixels: bool
     frame_of_reference: str
     keys: dict[str, float | None] = field(default_factory=dict)
+    # Native (uncompressed, little-endian, single-frame) pixel data: read straight from the file.
+    pixel_offset: int | None = None
+    pixel_dtype: str | None = None
 
 
 @dataclass
@@ -275,16 +278,59 @@ class _NotAnImage(Exception):
     """A readable DICOM file that holds no image (e.g. a report, a DICOMDIR-like object)."""
 
 
+_NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2": False, "1.2.840.10008.1.2.1": True}  # UID -> explicit VR
+
+
+def _native_pixels(fp, ds: pydicom.Dataset) -> tuple[int, str] | None:  # noqa: ANN001 - a binary file
+    """(offset of the pixel values, numpy dtype) when the file's pixel data can be read as raw bytes.
+
+    pydicom stops before the PixelData element, leaving ``fp`` at its tag: if the element is
+    native single-frame greyscale data of exactly Rows x Columns values, the values start after
+    its header. Anything else (compressed, big-endian, multi-frame, colour, odd sizes) is None
+    and is decoded by pydicom.
+    """
+    explicit = _NATIVE_LITTLE_ENDIAN.get(str(getattr(ds.get("file_meta"), "TransferSyntaxUID", "")))
+    bits = int(_float(ds.get("BitsAllocated"), 0) or 0)
+    if (
+        explicit is None
+        or bits not in (8, 16, 32)
+        or int(_float(ds.get("SamplesPerPixel"), 1) or 1) != 1
+        or int(_float(ds.get("NumberOfFrames"), 1) or 1) != 1
+    ):
+        return None
+    start = fp.tell()
+    header = fp.read(12 if explicit else 8)
+    if len(header) < 8 or header[:4] != b"\xe0\x7f\x10\x00":
+        return None
+    if explicit:
+        if header[4:6] not in (b"OW", b"OB") or len(header) < 12:
+            return None
+        length, offset = int.from_bytes(header[8:12], "little"), start + 12
+    else:
+        length, offset = int.from_bytes(header[4:8], "little"), start + 8
+    n_bytes = int(ds.Rows) * int(ds.Columns) * bits // 8
+    if length != n_bytes + (n_bytes % 2):  # values padded to an even length
+        return None
+    signed = int(_float(ds.get("PixelRepresentation"), 0) or 0) == 1
+    if signed and int(_float(ds.get("BitsStored"), bits) or bits) != bits:
+        return None  # pydicom sign-extends from BitsStored; leave that to it
+    return offset, f"<{'i' if signed else 'u'}{bits // 8}"
+
+
 def _read_header(path: Path) -> list[ImageRecord]:
     """Header records of one file, read completely now (pydicom parses lazily)."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    if "Rows" not in ds or "SOPClassUID" not in ds:
-        raise _NotAnImage("no image (no Rows or SOPClassUID)")
+    with open(path, "rb") as fp:
+        ds = pydicom.dcmread(fp, stop_before_pixels=True)
+        if "Rows" not in ds or "SOPClassUID" not in ds:
+            raise _NotAnImage("no image (no Rows or SOPClassUID)")
+        native = _native_pixels(fp, ds)
     # stop_before_pixels hides whether pixel data follow; the file size tells.
-    has_pixels = path.stat().st_size > 128 + int(ds.Rows) * int(ds.get("Columns", 0))
+    has_pixels = native is not None or path.stat().st_size > 128 + int(ds.Rows) * int(ds.get("Columns", 0))
     records = _records(path, ds, has_pixels)
     if not records:
         raise _NotAnImage("no frames")
+    if native is not None and len(records) == 1 and records[0].frame is None:
+        records[0].pixel_offset, records[0].pixel_dtype = native
     return records
 
 
@@ -416,7 +462,13 @@ def _read_pixels(records: list[list[ImageRecord]], shape: tuple[int, ...], phase
     for z, column in enumerate(records):
         for t, r in enumerate(column):
             try:
-                if r.frame is None:
+                if r.pixel_offset is not None:
+                    count = r.rows * r.columns
+                    pixels = np.fromfile(r.path, dtype=r.pixel_dtype, count=count, offset=r.pixel_offset)
+                    if pixels.size != count:
+                        raise MRFError(f"{r.path.name}: pixel data end early ({pixels.size} of {count} values)")
+                    pixels = pixels.reshape(r.rows, r.columns)
+                elif r.frame is None:
                     pixels = pydicom.dcmread(r.path).pixel_array
                 else:
                     # Multi-frame files are decoded whole, once (frames of one file are adjacent here).
@@ -424,6 +476,8 @@ def _read_pixels(records: list[list[ImageRecord]], shape: tuple[int, ...], phase
                         cache.clear()
                         cache[r.path] = pydicom.dcmread(r.path).pixel_array
                     pixels = cache[r.path][r.frame]
+            except MRFError:
+                raise
             except Exception as exc:  # noqa: BLE001 - any decoding failure is a user-facing file problem
                 raise MRFError(f"cannot read the pixel data of {r.path.name}: {type(exc).__name__}: {exc}") from None
             if pixels.shape != shape[2:]:
