@@ -143,29 +143,24 @@ def bench_dm_memory(quick: bool) -> dict:
 
 
 def bench_nn(quick: bool) -> dict:
-    """NN inference voxels/s on random coefficients, and DM time on the same voxels (extrapolated)."""
-    from mrfviewer.nn.features import fingerprint_features
-    from mrfviewer.nn.model import MRFNet
+    """NN inference voxels/s of the shipped network through ``predict`` (features, network, outputs),
+    and DM time on the same voxels (extrapolated from a subset against the full knee dictionary size)."""
+    from mrfviewer.nn.inference import predict
+    from mrfviewer.nn.model_io import default_model_path, load_model
 
+    model = load_model(default_model_path())
     rng = np.random.default_rng(2)
     n = 256 * 256 * (2 if quick else 16)
-    k = 12
-    net = MRFNet(2 * k, 3, [256, 256, 256]).eval()
-    y = torch.from_numpy((rng.standard_normal((n, k)) + 1j * rng.standard_normal((n, k))).astype(np.complex64))
-
-    def run() -> None:
-        with torch.inference_mode():
-            for start in range(0, n, 65536):
-                net(fingerprint_features(y[start : start + 65536]))
-
-    nn_s = _best_time(run, 2)
-    # DM on a subset of the same voxels against the full knee dictionary size, scaled linearly in voxels.
+    k = model.basis.shape[0]
+    y = (rng.standard_normal((n, k)) + 1j * rng.standard_normal((n, k))).astype(np.complex64)
+    nn_s = _best_time(lambda: predict(model, y), 2)
     atoms = (rng.standard_normal((238_069, 9)) * (1 + 1j)).astype(np.complex64)
     atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
     sub = 4096
-    dm_s = _best_time(lambda: best_atoms(y[:sub, :9].numpy(), atoms), 1) * n / sub
+    dm_s = _best_time(lambda: best_atoms(y[:sub, :9], atoms), 1) * n / sub
     return {
         "voxels": n,
+        "network": model.metadata["architecture"]["hidden"],
         "nn_voxels_per_s": n / nn_s,
         "target_voxels_per_s": 1_000_000,
         "dm_seconds_extrapolated": dm_s,

@@ -157,3 +157,15 @@ def test_invalid_tissue_values_are_rejected(tiny_sequence, bad):
 def test_mismatched_lengths_are_rejected(tiny_sequence):
     with pytest.raises(MRFError, match="expected 3"):
         simulate_fingerprints(tiny_sequence, [1000.0, 900.0, 800.0], [40.0, 30.0], 50.0)
+
+
+@pytest.mark.parametrize("t2", [0.5, 2.0, 300.0])
+def test_deferred_relaxation_survives_very_short_and_long_t2_in_float32(knee_sequence, t2):
+    """The fast path carries relaxation as per-tissue factors; they must never underflow (T2 << TR)."""
+    t1 = np.array([300.0, 1200.0, 2500.0])
+    t2s = np.full(3, t2)
+    fast = simulate_fingerprints(knee_sequence, t1, t2s, t2s, n_states=40).numpy()
+    ref = simulate_fingerprints(knee_sequence, t1, t2s, t2s, n_states=40, double=True, reference=True).numpy()
+    assert np.all(np.isfinite(fast))
+    scale = np.abs(ref).max(axis=1, keepdims=True)
+    np.testing.assert_allclose(fast / scale, ref / scale, rtol=0, atol=2e-5)

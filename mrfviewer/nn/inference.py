@@ -25,11 +25,15 @@ def predict(
     model: LoadedModel,
     y: np.ndarray,
     *,
-    chunk: int = 65536,
+    chunk: int = 8192,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> NNResult:
-    """Parameters, their uncertainty and |PD| for compressed signals ``y`` (n, K)."""
+    """Parameters, their uncertainty and |PD| for compressed signals ``y`` (n, K).
+
+    ``chunk`` voxels go through the network at a time: 8192 keeps the activations in
+    cache (measured 2x the throughput of 65536 on 2 cores).
+    """
     n = y.shape[0]
     p = len(model.param_names)
     params = np.empty((n, p))
