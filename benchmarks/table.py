@@ -51,11 +51,14 @@ def markdown(r: dict) -> str:
         )
     if "nn_inference" in r:
         d = r["nn_inference"]
-        add(
-            f"| 4 | NN inference, shipped network {d.get('network', '')}, {d['voxels']:,} voxels | "
-            f"{d['nn_voxels_per_s']:,.0f} voxels/s | DM on the same voxels {d['dm_over_nn']:.0f}x slower | "
-            f">= 1,000,000 voxels/s | {_met(d['nn_voxels_per_s'] >= 1_000_000)} |"
-        )
+        for net in d["networks"]:
+            mape = ", ".join(f"{k} {v:.2f}" for k, v in net["validation_mape_snr50"].items())
+            add(
+                f"| 4 | NN inference, {net['model']} {net['hidden']} (MAPE % at SNR 50: {mape}), "
+                f"{d['voxels']:,} voxels | {net['nn_voxels_per_s']:,.0f} voxels/s | DM on the same voxels "
+                f"{net['dm_over_nn']:.0f}x slower | >= 1,000,000 voxels/s | "
+                f"{_met(net['nn_voxels_per_s'] >= 1_000_000)} |"
+            )
     if "series_loading" in r:
         d = r["series_loading"]
         add(

@@ -235,9 +235,9 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
     dictionary = load_dictionary(args.dictionary) if args.dictionary and args.method == "dm" else None
     model = None
     if args.method == "nn" and args.model:
-        from mrfviewer.nn.model_io import load_model
+        from mrfviewer.nn.model_io import load_model, resolve_model_path
 
-        model = load_model(args.model)
+        model = load_model(resolve_model_path(args.model))
     start = time.perf_counter()
     with _progress_bar(f"reconstruct ({args.method})", not args.quiet) as progress:
         maps = reconstruct(
@@ -302,9 +302,9 @@ def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
                     _sequence(args), _grid(args), DictionarySettings(), progress=progress, cancel=cancel
                 )
     else:
-        from mrfviewer.nn.model_io import default_model_path, load_model
+        from mrfviewer.nn.model_io import default_model_path, load_model, resolve_model_path
 
-        shared = load_model(args.model or default_model_path())
+        shared = load_model(resolve_model_path(args.model) if args.model else default_model_path())
 
     def tell(result) -> None:
         if result.status == "failed":
@@ -402,9 +402,9 @@ def cmd_evaluate(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.dictionary import get_dictionary, load_dictionary
     from mrfviewer.evaluation import EvaluationSettings, run_evaluation
     from mrfviewer.io.atomic import check_writable_target
-    from mrfviewer.nn.model_io import default_model_path, load_model
+    from mrfviewer.nn.model_io import default_model_path, load_model, resolve_model_path
 
-    model = load_model(args.model or default_model_path())
+    model = load_model(resolve_model_path(args.model) if args.model else default_model_path())
     sequence = _sequence(args) if args.sequence else None
     output = Path(args.output)
     check_writable_target(output / "report.md", args.overwrite)

@@ -192,3 +192,13 @@ def test_train_and_reconstruct_through_the_cli(tmp_path, tiny_sequence, tiny_tra
         )
         == 2
     )
+
+
+def test_shipped_network_by_name_and_unknown_names():
+    from mrfviewer.nn.model_io import resolve_model_path, shipped_models
+
+    names = [p.name for p in shipped_models()]
+    assert {"knee_t1_t2_t1rho", "knee_t1_t2_t1rho_fast"} <= set(names)
+    assert resolve_model_path("knee_t1_t2_t1rho_fast").name == "knee_t1_t2_t1rho_fast"
+    with pytest.raises(MRFError, match="shipped networks: knee_t1_t2_t1rho"):
+        resolve_model_path("nonexistent")

@@ -1,4 +1,8 @@
-"""The shipped network matches the shipped sequence and reaches its recorded validation error."""
+"""The shipped networks match the shipped sequence and reach their recorded validation error.
+
+``knee_t1_t2_t1rho`` (3 x 256, the default) and ``knee_t1_t2_t1rho_fast`` (3 x 128, twice the
+inference speed at slightly higher error).
+"""
 
 import numpy as np
 import pytest
@@ -6,7 +10,7 @@ import pytest
 from mrfviewer.grid import default_knee_grid
 from mrfviewer.nn.inference import predict
 from mrfviewer.nn.model_io import default_model_path, load_model
-from mrfviewer.resources import default_sequence_path
+from mrfviewer.resources import default_sequence_path, models_dir
 from mrfviewer.sampling import sample_parameters
 from mrfviewer.sequence import load_sequence
 from mrfviewer.simulation import simulate_fingerprints
@@ -17,16 +21,21 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_shipped_model_matches_the_shipped_sequence():
-    model = load_model(default_model_path())
+SHIPPED = [default_model_path(), models_dir() / "knee_t1_t2_t1rho_fast"]
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_shipped_model_matches_the_shipped_sequence(folder):
+    model = load_model(folder)
     sequence = load_sequence(default_sequence_path())
     assert model.metadata["sequence_hash"] == sequence.hash
     assert model.metadata["n_timepoints"] == sequence.n_timepoints
-    assert (default_model_path() / "model.pt").stat().st_size < 5 * 2**20
+    assert (folder / "model.pt").stat().st_size < 5 * 2**20
 
 
-def test_shipped_model_reaches_its_recorded_error_on_a_fresh_set():
-    model = load_model(default_model_path())
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_shipped_model_reaches_its_recorded_error_on_a_fresh_set(folder):
+    model = load_model(folder)
     sequence = load_sequence(default_sequence_path())
     recorded = model.metadata["validation_mape_pct"]["snr_50"]
     truth = sample_parameters(default_knee_grid(), 1500, seed=20261125)  # not the training or validation seed

@@ -206,7 +206,12 @@ class MainWindow(QtWidgets.QMainWindow):
         menu.addSeparator()
         menu.addAction("Load label map (NIfTI or DICOM SEG)...", self.load_labels_dialog, QtGui.QKeySequence("Ctrl+L"))
         menu.addAction("Use sequence file...", self.choose_sequence_dialog)
-        menu.addAction("Use network folder...", self.choose_model_dialog)
+        nn_menu = menu.addMenu("Network for NN")
+        from mrfviewer.nn.model_io import shipped_models
+
+        for folder in shipped_models():
+            nn_menu.addAction(f"Shipped: {folder.name}", lambda f=folder: self.use_model(f))
+        nn_menu.addAction("Network folder...", self.choose_model_dialog)
         dm_menu = menu.addMenu("Dictionary for DM")
         dm_menu.addAction("Default knee grid (5 % steps)", self.use_default_grid)
         dm_menu.addAction("Grid file (JSON)...", self.choose_grid_dialog)

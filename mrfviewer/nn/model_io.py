@@ -153,3 +153,15 @@ def shipped_models() -> list[Path]:
 def default_model_path() -> Path:
     """The shipped model for the knee sequence."""
     return models_dir() / "knee_t1_t2_t1rho"
+
+
+def resolve_model_path(text: str | Path) -> Path:
+    """A model folder given as a path or as the name of a shipped network (e.g. ``knee_t1_t2_t1rho_fast``)."""
+    path = Path(text)
+    if path.exists() or path.is_absolute() or len(path.parts) > 1:
+        return path
+    shipped = {p.name: p for p in shipped_models()}
+    if str(text) in shipped:
+        return shipped[str(text)]
+    names = ", ".join(shipped) or "none"
+    raise MRFError(f"no model folder '{text}' (shipped networks: {names})")
