@@ -70,8 +70,9 @@ def test_dicom_source_reads_only_the_slab(tmp_path, tiny_sequence, monkeypatch):
     import pydicom
 
     calls = []
-    real = pydicom.dcmread
-    monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    real_read, real_fromfile = pydicom.dcmread, np.fromfile
+    monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: calls.append(a[0]) or real_read(*a, **k))
+    monkeypatch.setattr(np, "fromfile", lambda *a, **k: calls.append(a[0]) or real_fromfile(*a, **k))
     slab = source.read(1, 2)
     np.testing.assert_allclose(slab, series.data[:, 1:2], atol=2e-3 * np.abs(series.data).max())
     # Magnitude and phase of one slice: 2 x T files, not the whole series.

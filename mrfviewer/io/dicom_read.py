@@ -25,6 +25,7 @@ from the caller; its number of time points must match.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -391,7 +392,9 @@ def scan_folders(roots: list[Path], **kwargs) -> ScanResult:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def _normal(orientation: tuple[float, ...]) -> np.ndarray:
+    # Cached: a series has one orientation and thousands of images.
     return np.cross(orientation[:3], orientation[3:])
 
 
@@ -455,38 +458,64 @@ def _order(records: list[ImageRecord], what: str) -> tuple[list[list[ImageRecord
     return ordered, positions, _TIME_KEY_NAMES[key]
 
 
-def _read_pixels(records: list[list[ImageRecord]], shape: tuple[int, ...], phase: bool) -> np.ndarray:
-    """(T, Z, Y, X) float32 values of ``records`` (per slice, per time): rescaled magnitude, or phase in radians."""
+def _image_pixels(r: ImageRecord, cache: dict[Path, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Stored pixel values of one image (native data read directly, anything else by pydicom)."""
+    try:
+        if r.pixel_offset is not None:
+            count = r.rows * r.columns
+            pixels = np.fromfile(r.path, dtype=r.pixel_dtype, count=count, offset=r.pixel_offset)
+            if pixels.size != count:
+                raise MRFError(f"{r.path.name}: pixel data end early ({pixels.size} of {count} values)")
+            pixels = pixels.reshape(r.rows, r.columns)
+        elif r.frame is None:
+            pixels = pydicom.dcmread(r.path).pixel_array
+        else:
+            # Multi-frame files are decoded whole, once (frames of one file are adjacent here).
+            if r.path not in cache:
+                cache.clear()
+                cache[r.path] = pydicom.dcmread(r.path).pixel_array
+            pixels = cache[r.path][r.frame]
+    except MRFError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is a user-facing file problem
+        raise MRFError(f"cannot read the pixel data of {r.path.name}: {type(exc).__name__}: {exc}") from None
+    if pixels.shape != shape:
+        raise MRFError(f"{r.path.name}: pixel data of shape {pixels.shape}, header says {shape}")
+    return pixels
+
+
+def _read_pixels(records: list[list[ImageRecord]], shape: tuple[int, ...]) -> np.ndarray:
+    """(T, Z, Y, X) float32 rescaled magnitude of ``records`` (per slice, per time point)."""
     out = np.empty(shape, dtype=np.float32)
     cache: dict[Path, np.ndarray] = {}
     for z, column in enumerate(records):
         for t, r in enumerate(column):
-            try:
-                if r.pixel_offset is not None:
-                    count = r.rows * r.columns
-                    pixels = np.fromfile(r.path, dtype=r.pixel_dtype, count=count, offset=r.pixel_offset)
-                    if pixels.size != count:
-                        raise MRFError(f"{r.path.name}: pixel data end early ({pixels.size} of {count} values)")
-                    pixels = pixels.reshape(r.rows, r.columns)
-                elif r.frame is None:
-                    pixels = pydicom.dcmread(r.path).pixel_array
-                else:
-                    # Multi-frame files are decoded whole, once (frames of one file are adjacent here).
-                    if r.path not in cache:
-                        cache.clear()
-                        cache[r.path] = pydicom.dcmread(r.path).pixel_array
-                    pixels = cache[r.path][r.frame]
-            except MRFError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any decoding failure is a user-facing file problem
-                raise MRFError(f"cannot read the pixel data of {r.path.name}: {type(exc).__name__}: {exc}") from None
-            if pixels.shape != shape[2:]:
-                raise MRFError(f"{r.path.name}: pixel data of shape {pixels.shape}, header says {shape[2:]}")
-            if phase:
-                half = 2 ** (r.bits_stored - 1)
-                out[t, z] = (pixels.astype(np.float32) - half) * (np.pi / half)
-            else:
-                out[t, z] = pixels.astype(np.float32) * r.slope + r.intercept
+            pixels = _image_pixels(r, cache, shape[2:])
+            np.multiply(pixels, np.float32(r.slope), out=out[t, z], casting="unsafe")
+            if r.intercept:
+                out[t, z] += np.float32(r.intercept)
+    return out
+
+
+def _phase_factors(records: list[list[ImageRecord]], magnitude: np.ndarray) -> np.ndarray:
+    """Complex64 magnitude x exp(i phase): phase stored values map from [0, 2^BitsStored) to [-pi, pi).
+
+    cos and sin come from a table per stored value (integers), not from trig on every pixel.
+    """
+    out = np.empty(magnitude.shape, dtype=np.complex64)
+    cache: dict[Path, np.ndarray] = {}
+    tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for z, column in enumerate(records):
+        for t, r in enumerate(column):
+            pixels = _image_pixels(r, cache, magnitude.shape[2:])
+            if r.bits_stored not in tables:
+                half = 2 ** (max(1, min(r.bits_stored, 16)) - 1)
+                angle = (np.arange(2 * half, dtype=np.float64) - half) * (np.pi / half)
+                tables[r.bits_stored] = (np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32))
+            cos_t, sin_t = tables[r.bits_stored]
+            index = pixels.astype(np.intp, copy=False)
+            np.multiply(magnitude[t, z], np.take(cos_t, index, mode="clip"), out=out.real[t, z])
+            np.multiply(magnitude[t, z], np.take(sin_t, index, mode="clip"), out=out.imag[t, z])
     return out
 
 
@@ -522,10 +551,10 @@ class DicomPlan:
         """Pixel data of slices ``z0:z1`` as (T, z1 - z0, Y, X): float32 magnitude or complex64."""
         z1 = self.shape[1] if z1 is None else z1
         shape = (self.shape[0], z1 - z0, *self.shape[2:])
-        data = _read_pixels(self.magnitude[z0:z1], shape, phase=False)
+        data = _read_pixels(self.magnitude[z0:z1], shape)
         if self.phase is None:
             return data
-        return (data * np.exp(1j * _read_pixels(self.phase[z0:z1], shape, phase=True))).astype(np.complex64)
+        return _phase_factors(self.phase[z0:z1], data)
 
 
 def plan_series(infos: list[SeriesInfo], sequence: Sequence | None = None) -> DicomPlan:
