@@ -22,9 +22,13 @@ best atom.
 from __future__ import annotations
 
 import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
 
 from mrfviewer.dictionary import Dictionary
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
@@ -57,6 +61,11 @@ def chunk_sizes(n_voxels: int, n_atoms: int, memory_mb: float) -> tuple[int, int
     return voxels, atoms
 
 
+def match_threads(n_voxel_blocks: int) -> int:
+    """Worker threads for matching: one per core (torch's thread setting), at most one per voxel block."""
+    return max(1, min(torch.get_num_threads(), n_voxel_blocks))
+
+
 def best_atoms(
     y: np.ndarray,
     atoms: np.ndarray,
@@ -66,6 +75,10 @@ def best_atoms(
     cancel: CancelToken | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Index of the best unit-norm atom for each voxel and the squared correlation.
+
+    Voxel blocks run in parallel threads (one per core, BLAS pinned to one thread
+    each), so the argmax pass, which numpy runs on one core, uses them all; the
+    blocks of all threads together stay within ``memory_mb``.
 
     Parameters
     ----------
@@ -84,32 +97,54 @@ def best_atoms(
     best_mag = np.full(n_vox, -1.0, dtype=np.float32)
     if n_vox == 0:
         return best, best_mag
-    cv, ca = chunk_sizes(n_vox, n_atoms, memory_mb)
+    cv, _ = chunk_sizes(n_vox, n_atoms, memory_mb)
+    threads = match_threads(-(-n_vox // cv))
+    cv, ca = chunk_sizes(-(-n_vox // threads), n_atoms, memory_mb / threads)
     atoms_conj = np.conjugate(atoms.astype(np.complex64, copy=False))  # (n_atoms, K), one copy
     y = np.ascontiguousarray(y, dtype=np.complex64)
-    # Flat buffers: every block below is a contiguous view, so BLAS writes in place.
-    corr_buf = np.empty(cv * ca, dtype=np.complex64)
-    mag_buf = np.empty(cv * ca, dtype=np.float32)
-    total = n_vox * n_atoms
-    done = 0
-    for v0 in range(0, n_vox, cv):
+    buffers = threading.local()
+    done = [0]
+    lock = threading.Lock()
+
+    def match_rows(v0: int) -> None:
         v1 = min(v0 + cv, n_vox)
+        if not hasattr(buffers, "corr"):
+            # Flat buffers per thread: every block below is a contiguous view, so BLAS writes in place.
+            buffers.corr = np.empty(cv * ca, dtype=np.complex64)
+            buffers.mag = np.empty(cv * ca, dtype=np.float32)
         rows = np.arange(v1 - v0)
         for a0 in range(0, n_atoms, ca):
             check_cancel(cancel)
             a1 = min(a0 + ca, n_atoms)
             shape = (v1 - v0, a1 - a0)
-            c = corr_buf[: shape[0] * shape[1]].reshape(shape)
+            c = buffers.corr[: shape[0] * shape[1]].reshape(shape)
             np.matmul(y[v0:v1], atoms_conj[a0:a1].T, out=c)
-            m = mag_buf[: shape[0] * shape[1]].reshape(shape)
+            m = buffers.mag[: shape[0] * shape[1]].reshape(shape)
             np.abs(c, out=m)
             arg = np.argmax(m, axis=1)
             val = m[rows, arg]
             better = val > best_mag[v0:v1]
             best[v0:v1][better] = arg[better] + a0
             best_mag[v0:v1][better] = val[better]
-            done += (v1 - v0) * (a1 - a0)
-            report(progress, done / total, "matching")
+        with lock:
+            done[0] += v1 - v0
+
+    starts = list(range(0, n_vox, cv))
+    if threads == 1:
+        for v0 in starts:
+            match_rows(v0)
+            report(progress, done[0] / n_vox, "matching")
+    else:
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+            futures = [pool.submit(match_rows, v0) for v0 in starts]
+            try:
+                for future in as_completed(futures):
+                    future.result()
+                    report(progress, done[0] / n_vox, "matching")
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
     return best, best_mag**2
 
 

@@ -396,13 +396,19 @@ def _flash(state: State, block: Readout, out: torch.Tensor | None, offset: int) 
     # sample is -1j e^{i phi} sin(a) Z_0, then spoiling and T1 relaxation over TR.
     z0 = state.z0().clone()
     zk_factor = torch.ones_like(t.t1)
+    relax = _per_value(block.tr_ms, lambda tr: torch.exp(-tr / t.t1))
+    # Z_0 before each pulse, one contiguous row per pulse (the samples follow in one vectorised step).
+    rows = torch.empty((block.n - start, t.t1.numel()), dtype=z0.dtype)
     for i in range(start, block.n):
-        if out is not None:
-            out[:, offset + i] = (-1j * factors[i]) * (sin_a[i] * echo[i] * z0)
-        e1 = torch.exp(-float(block.tr_ms[i]) / t.t1)
+        rows[i - start] = z0
+        e1 = relax[i]
         factor = cos_a[i] * e1
-        z0 = z0 * factor + (1.0 - e1)
-        zk_factor = zk_factor * factor
+        z0 = torch.addcmul(1.0 - e1, z0, factor)
+        zk_factor.mul_(factor)
+    if out is not None and block.n > start:
+        weights = sin_a[start:] * torch.stack(echo[start:])  # (pulses, N)
+        phase = torch.tensor([-1j * f for f in factors[start:]], dtype=out.dtype)[:, None]
+        out[:, offset + start : offset + block.n] = (phase * (weights * rows)).T
     state.z[1:].mul_(zk_factor)
     state.z[0] = z0
 
