@@ -23,6 +23,9 @@ from mrfviewer.errors import MRFError
 from mrfviewer.sequence import Sequence, sequence_from_json
 from mrfviewer.series import Geometry, Series
 
+#: Largest slice (all time points) read at once: 256 x 256 x 1750 complex is 0.9 GiB.
+MAX_SLICE_BYTES = 4 * 2**30
+
 
 @dataclass
 class SlabSource:
@@ -63,7 +66,16 @@ class SlabSource:
         return int(np.prod(self.shape, dtype=np.int64) // self.shape[1]) * (8 if self.is_complex else 4)
 
     def slabs(self, memory_mb: float) -> list[tuple[int, int]]:
-        """Slice ranges whose raw data (plus one working copy) fit ``memory_mb``; at least one slice each."""
+        """Slice ranges whose raw data (plus one working copy) fit ``memory_mb``; at least one slice each.
+
+        A slice is the smallest unit read; a header claiming slices above
+        :data:`MAX_SLICE_BYTES` is refused here, before anything is allocated.
+        """
+        if self.bytes_per_slice > MAX_SLICE_BYTES:
+            raise MRFError(
+                f"one slice of this series ({self.shape[0]} time points of {self.shape[2]} x {self.shape[3]}) "
+                f"needs {self.bytes_per_slice / 2**30:.1f} GiB; the limit is {MAX_SLICE_BYTES / 2**30:.0f} GiB"
+            )
         per_slab = max(1, int(memory_mb * 2**20 // (2 * self.bytes_per_slice)))
         n_z = self.shape[1]
         return [(z0, min(z0 + per_slab, n_z)) for z0 in range(0, n_z, per_slab)]

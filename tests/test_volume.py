@@ -114,3 +114,14 @@ def test_h5_source_errors_are_readable(tmp_path):
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(MRFError, match="HDF5"):
         open_h5_source(tmp_path / "junk.h5")
+
+
+def test_a_header_claiming_huge_slices_is_refused_before_allocation(tmp_path):
+    import h5py
+
+    path = tmp_path / "huge.h5"
+    with h5py.File(path, "w") as f:  # chunked and never written: no data on disk, absurd dimensions
+        f.create_dataset("series", shape=(1750, 2, 60000, 60000), dtype="c8", chunks=(1, 1, 64, 64))
+    source = open_h5_source(path)
+    with pytest.raises(MRFError, match="needs .* GiB; the limit is 4 GiB"):
+        source.slabs(64)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
-from mrfviewer.nn.features import fingerprint_features
+from mrfviewer.nn.features import complex_row_norm, fingerprint_features
 from mrfviewer.nn.model_io import LoadedModel
 
 
@@ -50,7 +50,7 @@ def predict(
             # Delta method: SD in ms = value * SD of log(value).
             sd_log = torch.exp(0.5 * log_var.double()) * scale[:-1]
             sd[start : start + len(yc)] = (torch.exp(log_values[:, :-1]) * sd_log).numpy()
-            norm = torch.linalg.vector_norm(yc, dim=1).double()
+            norm = complex_row_norm(yc).double()
             pd[start : start + len(yc)] = (norm / torch.exp(log_values[:, -1])).numpy()
             report(progress, min(start + chunk, n) / n, "NN inference")
     return NNResult(params=params, sd=sd, pd=pd)
