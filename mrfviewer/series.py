@@ -50,6 +50,14 @@ class Geometry:
         return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
 
 
+def check_sequence_length(n_timepoints: int, sequence: Sequence | None) -> None:
+    """Raise a clear error if ``sequence`` does not have ``n_timepoints`` time points."""
+    if sequence is not None and sequence.n_timepoints != n_timepoints:
+        raise MRFError(
+            f"the series has {n_timepoints} time points but the sequence '{sequence.name}' has {sequence.n_timepoints}"
+        )
+
+
 @dataclass
 class Series:
     """An MRF series: ``data`` (T, Z, Y, X), complex64 or float32 (magnitude)."""
@@ -69,11 +77,7 @@ class Series:
             self.data = self.data[:, None]
         if self.data.ndim != 4:
             raise MRFError(f"a series must have shape (T, Y, X) or (T, Z, Y, X), got {self.data.shape}")
-        if self.sequence is not None and self.sequence.n_timepoints != self.n_timepoints:
-            raise MRFError(
-                f"the series has {self.n_timepoints} time points but the sequence "
-                f"'{self.sequence.name}' has {self.sequence.n_timepoints}"
-            )
+        check_sequence_length(self.n_timepoints, self.sequence)
 
     @property
     def n_timepoints(self) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 
 from mrfviewer.errors import MRFError
 from mrfviewer.sequence import Sequence, sequence_from_json
-from mrfviewer.series import Geometry, Series
+from mrfviewer.series import Geometry, Series, check_sequence_length
 
 #: Largest slice (all time points) read at once: 256 x 256 x 1750 complex is 0.9 GiB.
 MAX_SLICE_BYTES = 4 * 2**30
@@ -46,11 +46,7 @@ class SlabSource:
     label_names: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.sequence is not None and self.sequence.n_timepoints != self.n_timepoints:
-            raise MRFError(
-                f"the series has {self.n_timepoints} time points but the sequence "
-                f"'{self.sequence.name}' has {self.sequence.n_timepoints}"
-            )
+        check_sequence_length(self.n_timepoints, self.sequence)
 
     @property
     def n_timepoints(self) -> int:

@@ -16,10 +16,10 @@ import numpy as np
 
 from mrfviewer.errors import MRFError
 from mrfviewer.io.atomic import atomic_path
-from mrfviewer.sequence import sequence_from_json
-from mrfviewer.series import Geometry, Series
+from mrfviewer.series import Series
+from mrfviewer.volume import open_h5_source
 
-#: Refuse series larger than this before reading (bytes); bounded-memory paths come later.
+#: Refuse to read series larger than this into memory (bytes); larger ones are reconstructed slab-wise.
 MAX_SERIES_BYTES = 8 * 2**30
 
 
@@ -45,56 +45,29 @@ def write_series_h5(series: Series, path: str | Path, overwrite: bool = False) -
 
 
 def read_series_h5(path: str | Path) -> Series:
-    """Read an HDF5 series file; clear errors for anything that is not one."""
-    path = Path(path)
-    if not path.exists():
-        raise MRFError(f"series file not found: {path}")
+    """Read an HDF5 series file into memory; clear errors for anything that is not one.
+
+    The header is checked by :func:`mrfviewer.volume.open_h5_source` (the same rules as
+    the slab-wise reader); ground-truth maps, if any, come along.
+    """
+    source = open_h5_source(path)
+    if np.prod(source.shape, dtype=np.float64) * 8 > MAX_SERIES_BYTES:
+        raise MRFError(f"{path}: series of shape {source.shape} is too large to load")
+    data = source.read(0, source.shape[1])
     try:
         with h5py.File(path, "r") as f:
-            if "series" not in f or not isinstance(f["series"], h5py.Dataset):
-                raise MRFError(f"{path}: no 'series' dataset (expected shape (T, Y, X) or (T, Z, Y, X))")
-            ds = f["series"]
-            if ds.ndim not in (3, 4):
-                raise MRFError(f"{path}: 'series' must have 3 or 4 dimensions, got shape {ds.shape}")
-            if ds.dtype.kind not in "fc" and ds.dtype.kind not in "iu":
-                raise MRFError(f"{path}: 'series' has unsupported type {ds.dtype}")
-            if min(ds.shape) < 1:
-                raise MRFError(f"{path}: 'series' is empty (shape {ds.shape})")
-            if int(np.prod(ds.shape, dtype=np.float64)) * 8 > MAX_SERIES_BYTES:
-                raise MRFError(f"{path}: series of shape {ds.shape} is too large to load")
-            raw = ds[()]
-            data = raw.astype(np.complex64) if ds.dtype.kind == "c" else raw.astype(np.float32)
-            sequence = None
-            if "sequence" in f.attrs:
-                sequence = sequence_from_json(str(f.attrs["sequence"]), source=f"{path} (sequence attribute)")
-            spacing = np.asarray(f.attrs.get("pixel_spacing_mm", (1.0, 1.0)), dtype=np.float64).reshape(-1)
-            if spacing.size == 1:
-                spacing = np.repeat(spacing, 2)
-            if spacing.size != 2 or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-                raise MRFError(f"{path}: 'pixel_spacing_mm' must be two positive numbers")
-            thickness = float(f.attrs.get("slice_thickness_mm", 1.0))
             truth = {k: v[()] for k, v in f["truth"].items()} if "truth" in f else {}
-            labels, names = None, {}
-            if "labels" in f:
-                labels = f["labels"][()]
-                names = {int(k): str(v) for k, v in json.loads(f["labels"].attrs.get("label_names", "{}")).items()}
-            description = str(f.attrs.get("description", ""))
-    except OSError as exc:
-        raise MRFError(f"cannot read {path} as HDF5: {exc}") from None
-    if not np.all(np.isfinite(data)):
-        bad = int(np.count_nonzero(~np.isfinite(data)))
-        raise MRFError(f"{path}: series contains {bad} NaN or infinite values")
-    spatial = data.shape[1:] if data.ndim == 4 else (1, *data.shape[1:])
+    except (OSError, AttributeError) as exc:
+        raise MRFError(f"cannot read the ground truth in {path}: {exc}") from None
+    spatial = source.spatial_shape
     truth = {k: v.reshape(spatial) for k, v in truth.items() if v.size == np.prod(spatial)}
-    if labels is not None:
-        labels = labels.reshape(spatial) if labels.size == np.prod(spatial) else None
     return Series(
         data=data,
-        sequence=sequence,
-        geometry=Geometry(pixel_spacing_mm=(float(spacing[0]), float(spacing[1])), slice_thickness_mm=thickness),
-        description=description,
-        uid=path.stem,
+        sequence=source.sequence,
+        geometry=source.geometry,
+        description=source.description,
+        uid=source.uid,
         truth=truth,
-        labels=labels,
-        label_names=names,
+        labels=source.labels,
+        label_names=source.label_names,
     )
