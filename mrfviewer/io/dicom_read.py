@@ -279,6 +279,40 @@ class _NotAnImage(Exception):
     """A readable DICOM file that holds no image (e.g. a report, a DICOMDIR-like object)."""
 
 
+#: The only elements a scan keeps (pydicom skips converting the rest: a third of the scan time).
+_HEADER_TAGS = (
+    "PatientName",
+    "PatientID",
+    "StudyInstanceUID",
+    "StudyDescription",
+    "SeriesInstanceUID",
+    "SeriesDescription",
+    "SeriesNumber",
+    "Modality",
+    "SOPClassUID",
+    "FrameOfReferenceUID",
+    "ImageType",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "SamplesPerPixel",
+    "PixelRepresentation",
+    "NumberOfFrames",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "SliceThickness",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "TemporalPositionIdentifier",
+    "AcquisitionNumber",
+    "InstanceNumber",
+    "TriggerTime",
+    "AcquisitionTime",
+    "PerFrameFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence",
+)
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2": False, "1.2.840.10008.1.2.1": True}  # UID -> explicit VR
 
 
@@ -321,7 +355,7 @@ def _native_pixels(fp, ds: pydicom.Dataset) -> tuple[int, str] | None:  # noqa: 
 def _read_header(path: Path) -> list[ImageRecord]:
     """Header records of one file, read completely now (pydicom parses lazily)."""
     with open(path, "rb") as fp:
-        ds = pydicom.dcmread(fp, stop_before_pixels=True)
+        ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS))
         if "Rows" not in ds or "SOPClassUID" not in ds:
             raise _NotAnImage("no image (no Rows or SOPClassUID)")
         native = _native_pixels(fp, ds)
