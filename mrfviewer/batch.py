@@ -12,6 +12,7 @@ failing series is reported in the summary and never stops the others.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -127,7 +128,18 @@ def find_cohort(
             labels = path.parent / "labels.nii.gz"
             subject = path.parent.name if path.parent != root else path.stem
             items.append(CohortItem(subject, path.stem, path, None, labels if labels.exists() else None))
-    return sorted(items, key=lambda i: (i.subject, i.name))
+    return _unique_outputs(sorted(items, key=lambda i: (i.subject, i.name, str(i.path))))
+
+
+def _unique_outputs(items: list[CohortItem]) -> list[CohortItem]:
+    """Give series that would share an output folder (same subject and name) a suffix: -2, -3, ..."""
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for item in items:
+        key = (safe_name(item.subject, "subject"), safe_name(item.name, "series"))
+        seen[key] = seen.get(key, 0) + 1
+        out.append(item if seen[key] == 1 else dataclasses.replace(item, name=f"{item.name}-{seen[key]}"))
+    return out
 
 
 def _settings_key(settings: ReconstructionSettings, shared_identity: str, units: str) -> dict:
@@ -168,6 +180,8 @@ def process_item(
                 return ItemResult(item, "skipped", "finished in an earlier run", 0.0, str(final), rows)
             if not redo:
                 raise MRFError(f"{final} holds results of other settings; use --redo or another --output")
+        elif final.exists():
+            raise MRFError(f"{final} exists but is not a finished batch result; not replacing it")
         if item.path.is_dir():
             scan = scan_folders([item.path, *item.partner_folders])
             source = open_dicom_source(item.path, None, item.series_uid, scan=scan)

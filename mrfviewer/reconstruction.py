@@ -115,15 +115,6 @@ def mask_from_norms(norms: np.ndarray, threshold: float, shape: tuple[int, int, 
     return (finite & (norms > threshold * reference) & (norms > 0)).reshape(shape)
 
 
-def signal_mask(series: Series | SlabSource, threshold: float, memory_mb: float = DEFAULT_MEMORY_MB) -> np.ndarray:
-    """Foreground mask (Z, Y, X) from the signal norm over time; non-finite voxels excluded."""
-    source = as_source(series)
-    norms = np.concatenate(
-        [_slab_norms(source.read(z0, z1).reshape(source.n_timepoints, -1)) for z0, z1 in source.slabs(memory_mb)]
-    )
-    return mask_from_norms(np.where(np.isfinite(norms), norms, np.nan), threshold, source.spatial_shape)
-
-
 def as_source(series: Series | SlabSource) -> SlabSource:
     """A slab source for a series in memory, or the source itself."""
     return series if isinstance(series, SlabSource) else source_from_series(series)

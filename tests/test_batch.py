@@ -133,3 +133,24 @@ def test_cancelled_batch_leaves_no_partial_output(tmp_path, cohort, tiny_diction
         )
     assert not list((tmp_path / "c").glob("*/*.partial"))
     assert not (tmp_path / "c" / SUMMARY).exists()
+
+
+def test_series_that_would_share_an_output_folder_get_distinct_ones(tmp_path, tiny_sequence):
+    series = synthesize_series(knee_phantom((16, 16)), tiny_sequence, snr=None)
+    for parent in ("siteA", "siteB"):
+        write_series_h5(series, tmp_path / parent / "S01" / "knee.h5")
+    items = find_cohort(tmp_path)
+    folders = {i.output_dir(tmp_path / "out") for i in items}
+    assert len(items) == 2 and len(folders) == 2
+
+
+def test_a_foreign_folder_in_the_output_is_never_replaced(tmp_path, cohort, tiny_dictionary):
+    item = next(i for i in find_cohort(cohort) if i.subject == "SUBJ03")
+    foreign = item.output_dir(tmp_path / "out")
+    foreign.mkdir(parents=True)
+    (foreign / "mine.txt").write_text("keep")
+    from mrfviewer.batch import process_item
+
+    result = process_item(item, tiny_dictionary, tmp_path / "out", ReconstructionSettings())
+    assert result.status == "failed" and "not a finished batch result" in result.message
+    assert (foreign / "mine.txt").read_text() == "keep"
