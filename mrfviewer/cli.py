@@ -459,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mrfviewer",
         description="Quantitative MR fingerprinting of the knee: T1, T2 and T1rho maps "
-        "by dictionary matching, from simulation to exported maps.",
+        "by dictionary matching or a neural network, from simulation to exported maps, one series or a cohort.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
