@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -93,14 +93,4 @@ class Series:
 
     def with_sequence(self, sequence: Sequence) -> Series:
         """This series with ``sequence`` attached (the number of time points must match)."""
-        return Series(
-            data=self.data,
-            sequence=sequence,
-            geometry=self.geometry,
-            description=self.description,
-            uid=self.uid,
-            truth=self.truth,
-            labels=self.labels,
-            label_names=self.label_names,
-            source_files=self.source_files,
-        )
+        return replace(self, sequence=sequence)
