@@ -145,11 +145,33 @@ def bench_dm_memory(quick: bool) -> dict:
     return {"voxels": len(y), "budget_mib": 64, "sizes": rows}
 
 
-def bench_nn(quick: bool) -> dict:
-    """NN inference voxels/s of the shipped networks through ``predict`` (features, network, outputs),
-    and DM time on the same voxels (extrapolated from a subset against the full knee dictionary size)."""
+def _nn_accuracy(model, truth: np.ndarray, clean: np.ndarray, noisy: np.ndarray, precision: str) -> dict:
+    """MAPE (%) against the truth at SNR 50 and noiseless, and the deviation from float32."""
     from mrfviewer.nn.inference import predict
+
+    out = {}
+    for label, signals in (("snr_50", noisy), ("noiseless", clean)):
+        est = predict(model, signals @ model.basis.conj().T, precision=precision).params
+        out[f"mape_pct_{label}"] = {
+            n: float(100 * np.mean(np.abs(est[:, i] / truth[:, i] - 1))) for i, n in enumerate(("T1", "T2", "T1rho"))
+        }
+        if label == "snr_50":
+            exact = predict(model, signals @ model.basis.conj().T, precision="float32").params
+            dev = 100 * np.abs(est / exact - 1)
+            out["vs_float32_mean_pct"] = float(dev.mean())
+            out["vs_float32_max_pct"] = float(dev.max())
+    return out
+
+
+def bench_nn(quick: bool) -> dict:
+    """NN inference voxels/s of the shipped networks through ``predict`` (features, network, outputs)
+    in float32 and in bfloat16 hidden layers, with the accuracy of each on fresh simulated
+    fingerprints, and DM time on the same voxels (extrapolated from a subset against the full
+    knee dictionary size)."""
+    from mrfviewer.nn.inference import native_bfloat16, predict
     from mrfviewer.nn.model_io import load_model, shipped_models
+    from mrfviewer.sampling import sample_parameters
+    from mrfviewer.synthesis import add_noise
 
     rng = np.random.default_rng(2)
     n = 256 * 256 * (2 if quick else 16)
@@ -157,24 +179,33 @@ def bench_nn(quick: bool) -> dict:
     atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
     y9 = (rng.standard_normal((4096, 9)) + 1j * rng.standard_normal((4096, 9))).astype(np.complex64)
     dm_s = _best_time(lambda: best_atoms(y9, atoms), 1) * n / len(y9)
+    seq = load_sequence(default_sequence_path())
+    truth = sample_parameters(default_knee_grid(), 3000 if quick else 20000, seed=31)
+    clean = simulate_fingerprints(seq, truth[:, 0], truth[:, 1], truth[:, 2]).numpy()
+    noisy, _ = add_noise(clean, 50.0, np.random.default_rng(32))
     networks = []
     for folder in shipped_models():
         model = load_model(folder)
         k = model.basis.shape[0]
         y = (rng.standard_normal((n, k)) + 1j * rng.standard_normal((n, k))).astype(np.complex64)
-        nn_s = _best_time(lambda model=model, y=y: predict(model, y), 2)
-        networks.append(
-            {
-                "model": folder.name,
-                "hidden": model.metadata["architecture"]["hidden"],
-                "validation_mape_snr50": model.metadata["validation_mape_pct"]["snr_50"],
-                "nn_voxels_per_s": n / nn_s,
-                "nn_seconds": nn_s,
-                "dm_over_nn": dm_s / nn_s,
-            }
-        )
+        for precision in ("float32", "bfloat16"):
+            nn_s = _best_time(lambda model=model, y=y, p=precision: predict(model, y, precision=p), 2)
+            networks.append(
+                {
+                    "model": folder.name,
+                    "hidden": model.metadata["architecture"]["hidden"],
+                    "precision": precision,
+                    "validation_mape_snr50": model.metadata["validation_mape_pct"]["snr_50"],
+                    "nn_voxels_per_s": n / nn_s,
+                    "nn_seconds": nn_s,
+                    "dm_over_nn": dm_s / nn_s,
+                    **_nn_accuracy(model, truth, clean, noisy, precision),
+                }
+            )
     return {
         "voxels": n,
+        "native_bfloat16": native_bfloat16(),
+        "test_fingerprints": len(truth),
         "networks": networks,
         "target_voxels_per_s": 1_000_000,
         "dm_seconds_extrapolated": dm_s,

@@ -52,9 +52,13 @@ def markdown(r: dict) -> str:
     if "nn_inference" in r:
         d = r["nn_inference"]
         for net in d["networks"]:
-            mape = ", ".join(f"{k} {v:.2f}" for k, v in net["validation_mape_snr50"].items())
+            mape = ", ".join(f"{k} {v:.2f}" for k, v in net["mape_pct_snr_50"].items())
+            deviation = (
+                f"; {net['vs_float32_mean_pct']:.2f} % from float32 on average" if net["precision"] != "float32" else ""
+            )
             add(
-                f"| 4 | NN inference, {net['model']} {net['hidden']} (MAPE % at SNR 50: {mape}), "
+                f"| 4 | NN inference, {net['model']} {net['hidden']} in {net['precision']} "
+                f"(MAPE % at SNR 50 on {d['test_fingerprints']:,} fresh fingerprints: {mape}{deviation}), "
                 f"{d['voxels']:,} voxels | {net['nn_voxels_per_s']:,.0f} voxels/s | DM on the same voxels "
                 f"{net['dm_over_nn']:.0f}x slower | >= 1,000,000 voxels/s | "
                 f"{_met(net['nn_voxels_per_s'] >= 1_000_000)} |"

@@ -19,6 +19,7 @@ from pathlib import Path
 from mrfviewer import __version__
 from mrfviewer.engine import CancelToken, ProgressCallback
 from mrfviewer.errors import Cancelled, MRFError
+from mrfviewer.nn import PRECISIONS
 
 EXIT_BAD_INPUT = 2
 EXIT_CANCELLED = 130
@@ -231,6 +232,7 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
         memory_mb=args.memory_mb,
         refine=not args.no_refine,
         rank=args.rank,
+        nn_precision=args.nn_precision,
     )
     dictionary = load_dictionary(args.dictionary) if args.dictionary and args.method == "dm" else None
     model = None
@@ -284,6 +286,7 @@ def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
         mask_threshold=args.mask_threshold,
         memory_mb=args.memory_mb,
         refine=not args.no_refine,
+        nn_precision=args.nn_precision,
     )
     settings.validate()
     with _progress_bar("scan cohort", not args.quiet) as progress:
@@ -477,6 +480,16 @@ def build_parser() -> argparse.ArgumentParser:
     def seq_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--sequence", metavar="SEQ.json", help="sequence file (default: the shipped knee sequence)")
 
+    def nn_precision_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--nn-precision",
+            choices=PRECISIONS,
+            default="auto",
+            help="NN arithmetic: float32 (as trained), bfloat16 hidden layers (about 3x faster on CPUs with"
+            " AMX or AVX512-BF16; estimates within 0.05%% of float32 on average), or auto (bfloat16 where the"
+            " CPU has it natively; the default)",
+        )
+
     def overwrite_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -532,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", choices=["dm", "nn"], default="dm", help="dictionary matching (dm) or neural network (nn)"
     )
     p.add_argument("--model", metavar="MODEL_DIR", help="network for --method nn (default: the shipped model)")
+    nn_precision_arg(p)
     p.add_argument("--output", required=True, metavar="DIR")
     p.add_argument("--grid", metavar="GRID.json", help="dictionary grid (default: knee grid)")
     p.add_argument("--dictionary", metavar="DICT.h5", help="use this dictionary file instead of the cache")
@@ -561,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", metavar="GRID.json", help="dictionary grid (default: knee grid)")
     p.add_argument("--dictionary", metavar="DICT.h5", help="use this dictionary file instead of the cache")
     p.add_argument("--model", metavar="MODEL_DIR", help="network for --method nn (default: the shipped model)")
+    nn_precision_arg(p)
     p.add_argument("--mask-threshold", type=float, default=0.05, help="background threshold (default 0.05)")
     p.add_argument("--memory-mb", type=float, default=64, help="memory budget per task in MiB (default 64)")
     p.add_argument("--no-refine", action="store_true", help="no sub-grid refinement")

@@ -95,7 +95,8 @@ def synthetic_errors(
         check_cancel(cancel)
         noisy = clean if snr is None else add_noise(clean, snr, rng)[0]
         dm = match_compressed(dictionary, dictionary.project(noisy)).params
-        nn = predict(model, noisy @ model.basis.conj().T).params
+        # The study measures the network as trained: float32 on every machine.
+        nn = predict(model, noisy @ model.basis.conj().T, precision="float32").params
         for method, est in (("DM", dm), ("NN", nn)):
             for i, p in enumerate(PARAMS):
                 s = error_summary(est[:, i], truth[:, i])

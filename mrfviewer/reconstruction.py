@@ -13,7 +13,7 @@ from mrfviewer.errors import MRFError
 from mrfviewer.grid import ParameterGrid, default_knee_grid
 from mrfviewer.maps import ParameterMaps
 from mrfviewer.matching import DEFAULT_MEMORY_MB, match_compressed
-from mrfviewer.nn.inference import predict
+from mrfviewer.nn.inference import predict, resolve_precision
 from mrfviewer.nn.model_io import LoadedModel, default_model_path, load_model
 from mrfviewer.series import Series
 from mrfviewer.volume import SlabSource, source_from_series
@@ -32,6 +32,7 @@ class ReconstructionSettings:
     memory_mb: float = DEFAULT_MEMORY_MB
     refine: bool = True
     rank: int | None = None
+    nn_precision: str = "auto"  # see mrfviewer.nn.inference
 
     def validate(self) -> None:
         if self.method not in ("dm", "nn"):
@@ -40,6 +41,7 @@ class ReconstructionSettings:
             raise MRFError(f"mask threshold must lie in [0, 1), got {self.mask_threshold}")
         if self.memory_mb < 1:
             raise MRFError(f"memory setting must be at least 1 MiB, got {self.memory_mb}")
+        resolve_precision(self.nn_precision)  # raises on an unknown name
 
 
 def _slab_norms(flat: np.ndarray, max_bytes: int = 4 * 2**20) -> np.ndarray:
@@ -285,9 +287,10 @@ def reconstruct_nn(
     )
     mask = mask_from_norms(projected.norms, settings.mask_threshold, shape)
     names = list(model.param_names)
+    precision = resolve_precision(settings.nn_precision)
 
     def run(voxels: np.ndarray, y: np.ndarray, sub: ProgressCallback | None) -> dict[str, np.ndarray]:
-        result = predict(model, y, progress=sub, cancel=cancel)
+        result = predict(model, y, precision=precision, progress=sub, cancel=cancel)
         out = {name: result.params[:, i].astype(np.float32) for i, name in enumerate(names)}
         out["PD"] = result.pd
         out.update(
@@ -307,7 +310,12 @@ def reconstruct_nn(
         source=model.identity,
         geometry=source.geometry,
         series_uid=source.uid,
-        settings={**asdict(settings), "model": model.name, "svd_rank": int(model.basis.shape[0])},
+        settings={
+            **asdict(settings),
+            "nn_precision": precision,
+            "model": model.name,
+            "svd_rank": int(model.basis.shape[0]),
+        },
     )
 
 

@@ -205,8 +205,13 @@ def test_nn_reconstruction_and_nn_fingerprint(qtbot, window, series_file, tmp_pa
     monkeypatch.setattr(rec, "default_model_path", lambda: folder)
     path, series = series_file
     _open(qtbot, window, path)
+    float32 = next(a for a in window.nn_precision_group.actions() if a.data() == "float32")
+    float32.trigger()  # the File > Network for NN > Precision choice
     _reconstruct(qtbot, window, "NN")
     assert "uncertainty_T1" in window.map_view.names
+    assert window.maps["nn"].settings["nn_precision"] == "float32"
+    assert window.settings.value("nn_precision") == "float32"  # remembered for the next session
+    assert "(float32)" in window.statusBar().currentMessage()
     with qtbot.waitSignal(window.nn_curve_added, timeout=30000):
         window.show_pixel(0, 12, 10)
     nn = window.fingerprint.curve_data("NN")

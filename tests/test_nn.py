@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+import mrfviewer.nn.inference as inference
 from mrfviewer.engine import CancelToken
 from mrfviewer.errors import Cancelled, MRFError
 from mrfviewer.nn.features import fingerprint_features
-from mrfviewer.nn.inference import predict
+from mrfviewer.nn.inference import predict, resolve_precision
 from mrfviewer.nn.model_io import load_model, save_model
 from mrfviewer.nn.training import TrainConfig, config_from_dict, make_training_data, train
 from mrfviewer.phantoms import knee_phantom
-from mrfviewer.reconstruction import reconstruct_nn
+from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_nn
 from mrfviewer.synthesis import synthesize_series
 
 
@@ -67,7 +68,7 @@ def test_save_load_round_trip_predicts_the_same(tmp_path, tiny_training):
     save_model(result, tmp_path / "m")
     loaded = load_model(tmp_path / "m")
     y = data.coeffs[-50:].numpy()
-    out = predict(loaded, y)
+    out = predict(loaded, y, precision="float32")
     with torch.no_grad():
         raw, _ = result.model(fingerprint_features(torch.from_numpy(y)))
     expected = torch.exp(raw.double()[:, :-1] * result.sd[:-1] + result.mean[:-1]).numpy()
@@ -150,6 +151,12 @@ def test_nn_reconstruction_gives_maps_and_uncertainty(tmp_path, tiny_sequence, t
     muscle = ph.labels == 5
     assert np.nanmean(maps.values["PD"][muscle]) == pytest.approx(0.75, rel=0.2)
     assert np.all(np.isnan(maps.values["T1"][ph.labels == 0]))
+    assert maps.settings["nn_precision"] == resolve_precision("auto")  # what ran, not "auto"
+    series = synthesize_series(ph, tiny_sequence)
+    with pytest.raises(MRFError, match="precision"):
+        reconstruct_nn(series, loaded, ReconstructionSettings(method="nn", nn_precision="x"))
+    exact = reconstruct_nn(series, loaded, ReconstructionSettings(method="nn", nn_precision="float32"))
+    assert exact.settings["nn_precision"] == "float32"
 
 
 def test_bad_training_configs(tmp_path):
@@ -174,8 +181,10 @@ def test_train_and_reconstruct_through_the_cli(tmp_path, tiny_sequence, tiny_tra
     series = tmp_path / "s.h5"
     assert main(["-q", "synthesize", "--sequence", str(seq), "--size", "16", "--output", str(series)]) == 0
     out = tmp_path / "nn"
-    assert main(["-q", "reconstruct", str(series), "--method", "nn", "--model", str(model), "--output", str(out)]) == 0
+    args = ["-q", "reconstruct", str(series), "--method", "nn", "--model", str(model), "--output", str(out)]
+    assert main([*args, "--nn-precision", "float32"]) == 0
     assert (out / "T1uncertaintymap.nii.gz").exists() and (out / "T1rhomap.nii.gz").exists()
+    assert json.loads((out / "T1map.json").read_text())["settings"]["nn_precision"] == "float32"
     assert (
         main(
             [
@@ -202,3 +211,39 @@ def test_shipped_network_by_name_and_unknown_names():
     assert resolve_model_path("knee_t1_t2_t1rho_fast").name == "knee_t1_t2_t1rho_fast"
     with pytest.raises(MRFError, match="shipped networks: knee_t1_t2_t1rho"):
         resolve_model_path("nonexistent")
+
+
+def _relative_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a / b - 1)
+
+
+def test_bfloat16_inference_stays_close_to_float32(tiny_training, tmp_path):
+    _, data, result = tiny_training
+    model = load_model(save_model(result, tmp_path / "m"))
+    y = data.coeffs[-500:].numpy()
+    exact = predict(model, y, precision="float32")
+    fast = predict(model, y, precision="bfloat16")
+    diff = _relative_difference(fast.params, exact.params)
+    assert 0 < diff.mean() < 0.005 and diff.max() < 0.03  # bfloat16 really ran, and stayed close
+    assert np.all(_relative_difference(fast.pd, exact.pd) < 0.03)
+    assert np.all(_relative_difference(fast.sd, exact.sd) < 0.1)
+
+
+def test_bfloat16_fused_and_plain_layers_agree(tiny_training, tmp_path, monkeypatch):
+    _, data, result = tiny_training
+    model = load_model(save_model(result, tmp_path / "m"))
+    y = data.coeffs[:300].numpy()
+    fused = predict(model, y, precision="bfloat16")
+    monkeypatch.setattr(inference, "_FUSED_LINEAR", None)
+    plain = predict(model, y, precision="bfloat16")
+    np.testing.assert_allclose(fused.params, plain.params, rtol=1e-6)
+
+
+def test_auto_precision_follows_the_cpu_and_unknown_names_are_refused(monkeypatch):
+    monkeypatch.setattr(inference, "native_bfloat16", lambda: False)
+    assert resolve_precision("auto") == "float32"
+    monkeypatch.setattr(inference, "native_bfloat16", lambda: True)
+    assert resolve_precision("auto") == "bfloat16"
+    assert resolve_precision("float32") == "float32"
+    with pytest.raises(MRFError, match="precision"):
+        resolve_precision("float16")

@@ -33,15 +33,16 @@ def test_shipped_model_matches_the_shipped_sequence(folder):
     assert (folder / "model.pt").stat().st_size < 5 * 2**20
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
-def test_shipped_model_reaches_its_recorded_error_on_a_fresh_set(folder):
+def test_shipped_model_reaches_its_recorded_error_on_a_fresh_set(folder, precision):
     model = load_model(folder)
     sequence = load_sequence(default_sequence_path())
     recorded = model.metadata["validation_mape_pct"]["snr_50"]
     truth = sample_parameters(default_knee_grid(), 1500, seed=20261125)  # not the training or validation seed
     clean = simulate_fingerprints(sequence, truth[:, 0], truth[:, 1], truth[:, 2]).numpy()
     noisy, _ = add_noise(clean, 50.0, np.random.default_rng(7))
-    est = predict(model, noisy @ model.basis.conj().T).params
+    est = predict(model, noisy @ model.basis.conj().T, precision=precision).params
     for i, name in enumerate(("T1", "T2", "T1rho")):
         mape = 100 * np.mean(np.abs(est[:, i] / truth[:, i] - 1))
         # A fresh set of 1500 samples: within 25 % (relative) of the recorded error on 20000.

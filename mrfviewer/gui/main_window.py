@@ -212,6 +212,23 @@ class MainWindow(QtWidgets.QMainWindow):
         for folder in shipped_models():
             nn_menu.addAction(f"Shipped: {folder.name}", lambda f=folder: self.use_model(f))
         nn_menu.addAction("Network folder...", self.choose_model_dialog)
+        nn_menu.addSeparator()
+        group = QtGui.QActionGroup(self)
+        saved = self.settings.value("nn_precision", "auto")
+        for name, text in (
+            ("auto", "Precision: automatic (bfloat16 where the CPU has it)"),
+            ("float32", "Precision: float32 (as trained)"),
+            ("bfloat16", "Precision: bfloat16 hidden layers"),
+        ):
+            action = nn_menu.addAction(text)
+            action.setCheckable(True)
+            action.setChecked(name == saved)
+            action.setData(name)
+            group.addAction(action)
+        if group.checkedAction() is None:  # an unknown saved value
+            group.actions()[0].setChecked(True)
+        group.triggered.connect(lambda action: self.settings.setValue("nn_precision", action.data()))
+        self.nn_precision_group = group
         dm_menu = menu.addMenu("Dictionary for DM")
         dm_menu.addAction("Default knee grid (5 % steps)", self.use_default_grid)
         dm_menu.addAction("Grid file (JSON)...", self.choose_grid_dialog)
@@ -407,7 +424,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self._error("the series names no sequence (mrf_sequence.json); reconstruction needs one")
             return
         method = self.method.currentText().lower()
-        settings = ReconstructionSettings(method=method, mask_threshold=self.mask_threshold.value())
+        settings = ReconstructionSettings(
+            method=method,
+            mask_threshold=self.mask_threshold.value(),
+            nn_precision=self.nn_precision_group.checkedAction().data(),
+        )
         series, model = self.series, self._model if method == "nn" else None
         grid, dictionary_file = self._grid or default_knee_grid(), self._dictionary_file
 
@@ -477,7 +498,10 @@ class MainWindow(QtWidgets.QMainWindow):
             if dictionary is not None:
                 self._dictionary = dictionary
             self._show_maps(method)
-            self.statusBar().showMessage(f"{method.upper()} reconstruction done")
+            precision = self.maps[method].settings.get("nn_precision") if method == "nn" else None
+            self.statusBar().showMessage(
+                f"{method.upper()} reconstruction done" + (f" ({precision})" if precision else "")
+            )
             self.reconstructed.emit(method)
         elif kind == "export":
             self.statusBar().showMessage(str(result))

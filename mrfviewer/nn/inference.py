@@ -1,14 +1,31 @@
-"""Applying a trained network to compressed fingerprints."""
+"""Applying a trained network to compressed fingerprints.
+
+Precision: ``"float32"`` runs the network as trained. ``"bfloat16"`` runs the hidden
+layers in bfloat16 (float32 accumulation inside oneDNN) while the input standardisation,
+the first layer and the output heads stay in float32; on CPUs with native bfloat16
+matrix units (Intel AMX or AVX512-BF16) the default network runs 2.5-3x faster. Its cost
+(benchmark 4; 20,000 fresh fingerprints, shipped default network): estimates differ from
+float32 by 0.05 % on average (p99 0.2 %, max 0.5 %), and MAPE at SNR 50 rises by under
+0.01 percentage points (T1 0.158 -> 0.164 %). ``"auto"`` picks bfloat16 only where the
+CPU has native bfloat16 (elsewhere it is emulated and slower), as OpenVINO's inference
+precision hint does; the precision used is recorded with every map.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import torch
+from torch.nn import functional
 
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
+from mrfviewer.errors import MRFError
+from mrfviewer.nn import PRECISIONS
 from mrfviewer.nn.features import complex_row_norm, fingerprint_features
+from mrfviewer.nn.model import MRFNet
 from mrfviewer.nn.model_io import LoadedModel
 
 
@@ -21,19 +38,84 @@ class NNResult:
     pd: np.ndarray  # (n,) float32, |PD| in M0 units
 
 
+@cache
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AMX or AVX512-BF16)."""
+    try:
+        caps = torch._C._cpu._get_cpu_capability()
+    except (AttributeError, RuntimeError):  # private API: absent means "don't know"
+        return False
+    return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+
+
+def resolve_precision(precision: str) -> str:
+    """``"float32"`` or ``"bfloat16"`` for a requested precision (see the module docstring)."""
+    if precision not in PRECISIONS:
+        raise MRFError(f"NN precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
+    return precision
+
+
+Forward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+# oneDNN's linear with a fused activation (the op torch's own CPU compiler emits): 1.5x
+# faster than linear then relu in bfloat16. Not public API, hence the plain fallback.
+_FUSED_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+
+
+def _linear_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``relu(x @ weight.T + bias)``, in one oneDNN call where torch offers it."""
+    if _FUSED_LINEAR is not None:
+        try:
+            return _FUSED_LINEAR(x, weight, bias, "relu", [], "")
+        except RuntimeError:  # an op build without this dtype: the plain path below is exact too
+            pass
+    return torch.relu(functional.linear(x, weight, bias))
+
+
+def bfloat16_forward(net: MRFNet) -> Forward:
+    """``net.forward`` with the hidden layers after the first in bfloat16 (see the module docstring)."""
+    layers = list(net.body)
+    relu = all(isinstance(a, torch.nn.ReLU) for a in layers[1::2])
+    hidden = [
+        (linear.weight.to(torch.bfloat16), linear.bias.to(torch.bfloat16), activation)
+        for linear, activation in zip(layers[2::2], layers[3::2], strict=True)
+    ]
+    head_weight = torch.cat([net.mean.weight, net.log_var.weight])
+    head_bias = torch.cat([net.mean.bias, net.log_var.bias])
+    n_mean = net.mean.out_features
+
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (x - net.in_mean) / net.in_sd
+        h = _linear_relu(x, layers[0].weight, layers[0].bias) if relu else layers[1](layers[0](x))
+        h = h.to(torch.bfloat16)
+        for weight, bias, activation in hidden:
+            h = _linear_relu(h, weight, bias) if relu else activation(functional.linear(h, weight, bias))
+        # Both heads in one float32 GEMM: it is bound by reading h, so one pass costs half of two.
+        out = functional.linear(h.to(torch.float32), head_weight, head_bias)
+        return out[:, :n_mean], out[:, n_mean:].clamp(-20, 10)
+
+    return forward
+
+
 def predict(
     model: LoadedModel,
     y: np.ndarray,
     *,
+    precision: str = "auto",
     chunk: int = 8192,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> NNResult:
     """Parameters, their uncertainty and |PD| for compressed signals ``y`` (n, K).
 
-    ``chunk`` voxels go through the network at a time: 8192 keeps the activations in
-    cache (measured 2x the throughput of 65536 on 2 cores).
+    ``precision`` is one of :data:`PRECISIONS` (module docstring). ``chunk`` voxels go
+    through the network at a time: 8192 keeps the activations in cache (measured 2x the
+    throughput of 65536 on 2 cores).
     """
+    forward = bfloat16_forward(model.net) if resolve_precision(precision) == "bfloat16" else model.net
     n = y.shape[0]
     p = len(model.param_names)
     params = np.empty((n, p))
@@ -44,7 +126,7 @@ def predict(
         for start in range(0, n, chunk):
             check_cancel(cancel)
             yc = torch.from_numpy(np.ascontiguousarray(y[start : start + chunk], dtype=np.complex64))
-            out, log_var = model.net(fingerprint_features(yc))
+            out, log_var = forward(fingerprint_features(yc))
             log_values = out.double() * scale + mean
             params[start : start + len(yc)] = torch.exp(log_values[:, :-1]).numpy()
             # Delta method: SD in ms = value * SD of log(value).
