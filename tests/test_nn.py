@@ -247,3 +247,19 @@ def test_auto_precision_follows_the_cpu_and_unknown_names_are_refused(monkeypatc
     assert resolve_precision("float32") == "float32"
     with pytest.raises(MRFError, match="precision"):
         resolve_precision("float16")
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_inference_forward_equals_the_training_forward(activation):
+    from mrfviewer.nn.model import MRFNet
+
+    torch.manual_seed(0)
+    net = MRFNet(12, 3, [32, 32, 32], activation).eval()
+    x = torch.randn(700, 12)
+    with torch.no_grad():
+        mean, log_var = net(x)
+        fast_mean, fast_log_var = inference.inference_forward(net)(x)
+        half_mean, _ = inference.inference_forward(net, torch.bfloat16)(x)
+    torch.testing.assert_close(fast_mean, mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_log_var, log_var, rtol=1e-5, atol=1e-6)
+    assert 0 < (half_mean - mean).abs().max() < 0.05
