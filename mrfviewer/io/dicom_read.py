@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,25 +201,66 @@ def _component_from_type(image_type: object) -> str | None:
     return None
 
 
-def _records(path: Path, ds: pydicom.Dataset, has_pixels: bool) -> list[ImageRecord]:
+#: Value representations stored as ASCII whatever the character set (decoded from raw bytes).
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+#: Text in the series' character set: bytes below 0x80 without ESC read as ASCII in all of them.
+_TEXT_VRS = frozenset({"LO", "SH", "PN", "ST", "LT"})
+Getter = Callable[..., object]
+
+
+@functools.cache
+def _tag_and_vr(keyword: str) -> tuple[int, str]:
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    return tag, pydicom.datadict.dictionary_VR(tag)
+
+
+def _fast_get(ds: pydicom.Dataset, keyword: str, default: object = None) -> object:
+    """``ds.get(keyword, default)`` as the scan uses it, decoding plain values from the raw bytes.
+
+    pydicom converts each value through its hooks and validators, which cost half of a folder
+    scan; ASCII-only values (UI, CS, DS, IS, TM...), single ASCII text values (names,
+    descriptions: every DICOM character set reads such bytes as ASCII) and single
+    little-endian US values are decoded here instead, as pydicom does: padding stripped,
+    multiple values as a list of strings (person names as their text). Everything else
+    (other text, sequences, big endian) is left to pydicom. Tests compare both.
+    """
+    tag, dictionary_vr = _tag_and_vr(keyword)
+    elem = ds.get_item(tag)
+    if elem is None:
+        return default
+    if isinstance(elem, pydicom.dataelem.RawDataElement) and isinstance(elem.value, bytes):
+        vr, value = elem.VR or dictionary_vr, elem.value
+        if vr in _ASCII_VRS and value.isascii():
+            parts = [part.rstrip(" \x00") for part in value.decode("ascii").split("\\")]
+            return parts[0] if len(parts) == 1 else parts
+        if vr in _TEXT_VRS and value.isascii() and b"\x1b" not in value and b"\\" not in value:
+            return value.decode("ascii").rstrip(" \x00")
+        if vr == "US" and elem.is_little_endian and len(value) == 2:
+            return int.from_bytes(value, "little")
+    return ds.get(keyword, default)
+
+
+def _records(path: Path, ds: pydicom.Dataset, has_pixels: bool, get: Getter | None = None) -> list[ImageRecord]:
+    """The image records of one file's header; ``get`` reads an element (default :func:`_fast_get`)."""
+    get = get or functools.partial(_fast_get, ds)
     common = dict(
         path=path,
-        patient=str(ds.get("PatientName", "")) or "anonymous",
-        patient_id=str(ds.get("PatientID", "")),
-        study_uid=str(ds.get("StudyInstanceUID", "")),
-        study_description=str(ds.get("StudyDescription", "")),
-        series_uid=str(ds.get("SeriesInstanceUID", "")) or f"(no series UID) {path.parent}",
-        series_description=str(ds.get("SeriesDescription", "")),
-        series_number=int(_float(ds.get("SeriesNumber"), -1) or -1),
-        modality=str(ds.get("Modality", "")),
-        sop_class=str(ds.get("SOPClassUID", "")),
-        rows=int(_float(ds.get("Rows"), 0) or 0),
-        columns=int(_float(ds.get("Columns"), 0) or 0),
-        bits_stored=int(_float(ds.get("BitsStored"), 16) or 16),
+        patient=str(get("PatientName", "")) or "anonymous",
+        patient_id=str(get("PatientID", "")),
+        study_uid=str(get("StudyInstanceUID", "")),
+        study_description=str(get("StudyDescription", "")),
+        series_uid=str(get("SeriesInstanceUID", "")) or f"(no series UID) {path.parent}",
+        series_description=str(get("SeriesDescription", "")),
+        series_number=int(_float(get("SeriesNumber"), -1) or -1),
+        modality=str(get("Modality", "")),
+        sop_class=str(get("SOPClassUID", "")),
+        rows=int(_float(get("Rows"), 0) or 0),
+        columns=int(_float(get("Columns"), 0) or 0),
+        bits_stored=int(_float(get("BitsStored"), 16) or 16),
         has_pixels=has_pixels,
-        frame_of_reference=str(ds.get("FrameOfReferenceUID", "")),
+        frame_of_reference=str(get("FrameOfReferenceUID", "")),
     )
-    n_frames = int(_float(ds.get("NumberOfFrames"), 1) or 1)
+    n_frames = int(_float(get("NumberOfFrames"), 1) or 1)
     if "PerFrameFunctionalGroupsSequence" in ds:
         shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else pydicom.Dataset()
         out = []
@@ -257,19 +299,19 @@ def _records(path: Path, ds: pydicom.Dataset, has_pixels: bool) -> list[ImageRec
     record = ImageRecord(
         **common,
         frame=None if n_frames == 1 else 0,
-        component=_component_from_type(ds.get("ImageType")),
-        position=_tuple(ds.get("ImagePositionPatient"), 3),
-        orientation=_tuple(ds.get("ImageOrientationPatient"), 6),
-        spacing=_tuple(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
-        thickness=_float(ds.get("SliceThickness")),
-        slope=_float(ds.get("RescaleSlope"), 1.0) or 1.0,
-        intercept=_float(ds.get("RescaleIntercept"), 0.0) or 0.0,
+        component=_component_from_type(get("ImageType")),
+        position=_tuple(get("ImagePositionPatient"), 3),
+        orientation=_tuple(get("ImageOrientationPatient"), 6),
+        spacing=_tuple(get("PixelSpacing"), 2),  # type: ignore[arg-type]
+        thickness=_float(get("SliceThickness")),
+        slope=_float(get("RescaleSlope"), 1.0) or 1.0,
+        intercept=_float(get("RescaleIntercept"), 0.0) or 0.0,
         keys={
-            "temporal": _float(ds.get("TemporalPositionIdentifier")),
-            "acquisition": _float(ds.get("AcquisitionNumber")),
-            "instance": _float(ds.get("InstanceNumber")),
-            "trigger_time": _float(ds.get("TriggerTime")),
-            "acquisition_time": _time_value(ds.get("AcquisitionTime")),
+            "temporal": _float(get("TemporalPositionIdentifier")),
+            "acquisition": _float(get("AcquisitionNumber")),
+            "instance": _float(get("InstanceNumber")),
+            "trigger_time": _float(get("TriggerTime")),
+            "acquisition_time": _time_value(get("AcquisitionTime")),
         },
     )
     return [record]
@@ -316,7 +358,7 @@ _HEADER_TAGS = (
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2": False, "1.2.840.10008.1.2.1": True}  # UID -> explicit VR
 
 
-def _native_pixels(fp, ds: pydicom.Dataset) -> tuple[int, str] | None:  # noqa: ANN001 - a binary file
+def _native_pixels(fp, ds: pydicom.Dataset, get: Getter) -> tuple[int, str] | None:  # noqa: ANN001 - a binary file
     """(offset of the pixel values, numpy dtype) when the file's pixel data can be read as raw bytes.
 
     pydicom stops before the PixelData element, leaving ``fp`` at its tag: if the element is
@@ -324,13 +366,14 @@ def _native_pixels(fp, ds: pydicom.Dataset) -> tuple[int, str] | None:  # noqa: 
     its header. Anything else (compressed, big-endian, multi-frame, colour, odd sizes) is None
     and is decoded by pydicom.
     """
-    explicit = _NATIVE_LITTLE_ENDIAN.get(str(getattr(ds.get("file_meta"), "TransferSyntaxUID", "")))
-    bits = int(_float(ds.get("BitsAllocated"), 0) or 0)
+    meta = getattr(ds, "file_meta", None)
+    explicit = _NATIVE_LITTLE_ENDIAN.get(str(_fast_get(meta, "TransferSyntaxUID", "")) if meta is not None else "")
+    bits = int(_float(get("BitsAllocated"), 0) or 0)
     if (
         explicit is None
         or bits not in (8, 16, 32)
-        or int(_float(ds.get("SamplesPerPixel"), 1) or 1) != 1
-        or int(_float(ds.get("NumberOfFrames"), 1) or 1) != 1
+        or int(_float(get("SamplesPerPixel"), 1) or 1) != 1
+        or int(_float(get("NumberOfFrames"), 1) or 1) != 1
     ):
         return None
     start = fp.tell()
@@ -343,11 +386,11 @@ def _native_pixels(fp, ds: pydicom.Dataset) -> tuple[int, str] | None:  # noqa: 
         length, offset = int.from_bytes(header[8:12], "little"), start + 12
     else:
         length, offset = int.from_bytes(header[4:8], "little"), start + 8
-    n_bytes = int(ds.Rows) * int(ds.Columns) * bits // 8
+    n_bytes = int(get("Rows")) * int(get("Columns")) * bits // 8
     if length != n_bytes + (n_bytes % 2):  # values padded to an even length
         return None
-    signed = int(_float(ds.get("PixelRepresentation"), 0) or 0) == 1
-    if signed and int(_float(ds.get("BitsStored"), bits) or bits) != bits:
+    signed = int(_float(get("PixelRepresentation"), 0) or 0) == 1
+    if signed and int(_float(get("BitsStored"), bits) or bits) != bits:
         return None  # pydicom sign-extends from BitsStored; leave that to it
     return offset, f"<{'i' if signed else 'u'}{bits // 8}"
 
@@ -358,10 +401,11 @@ def _read_header(path: Path) -> list[ImageRecord]:
         ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS))
         if "Rows" not in ds or "SOPClassUID" not in ds:
             raise _NotAnImage("no image (no Rows or SOPClassUID)")
-        native = _native_pixels(fp, ds)
+        get = functools.partial(_fast_get, ds)
+        native = _native_pixels(fp, ds, get)
     # stop_before_pixels hides whether pixel data follow; the file size tells.
-    has_pixels = native is not None or path.stat().st_size > 128 + int(ds.Rows) * int(ds.get("Columns", 0))
-    records = _records(path, ds, has_pixels)
+    has_pixels = native is not None or path.stat().st_size > 128 + int(get("Rows")) * int(get("Columns", 0))
+    records = _records(path, ds, has_pixels, get)
     if not records:
         raise _NotAnImage("no frames")
     if native is not None and len(records) == 1 and records[0].frame is None:
