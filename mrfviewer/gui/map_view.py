@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from mrfviewer.colormaps import default_window, relaxometry_table, to_rgba
 from mrfviewer.gui.histogram import WindowHistogram
@@ -18,6 +18,28 @@ from mrfviewer.gui.histogram import WindowHistogram
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 RAW = "raw"
+
+
+def _cross_item(size_px: float = 9.0) -> QtWidgets.QGraphicsPathItem:
+    """A white '+' of fixed screen size, placed with ``setPos``.
+
+    A plain path item that ignores the view's scaling: moving it repaints two small
+    rectangles, where a scatter plot recomputed its bounds and symbol cache on every click.
+    """
+    half = size_px / 2
+    path = QtGui.QPainterPath()
+    path.moveTo(-half, 0)
+    path.lineTo(half, 0)
+    path.moveTo(0, -half)
+    path.lineTo(0, half)
+    item = QtWidgets.QGraphicsPathItem(path)
+    pen = pg.mkPen("w", width=1.5)
+    pen.setCosmetic(True)
+    item.setPen(pen)
+    item.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+    item.setZValue(10)
+    item.setVisible(False)
+    return item
 
 
 class _Panel:
@@ -32,9 +54,8 @@ class _Panel:
         self.overlay = pg.ImageItem()
         self.overlay.setZValue(5)
         self.view.addItem(self.overlay)
-        self.cross = pg.ScatterPlotItem(size=9, pen=pg.mkPen("w", width=1.5), brush=None, symbol="+")
-        self.cross.setZValue(10)
-        self.view.addItem(self.cross)
+        self.cross = _cross_item()
+        self.view.addItem(self.cross, ignoreBounds=True)
         self.bar = pg.ColorBarItem(values=(0, 1), interactive=False, width=12)
         layout.addItem(self.bar, row=2 * row + 1, col=2 * col + 1)
         self.window = (0.0, 1.0)
@@ -234,12 +255,12 @@ class MapView(QtWidgets.QWidget):
         return rgba
 
     def _draw_cross(self) -> None:
-        spots = []
-        if self._selected is not None and self._selected[0] == self.current_slice():
-            _, y, x = self._selected
-            spots = [{"pos": (x + 0.5, y + 0.5)}]
+        shown = self._selected is not None and self._selected[0] == self.current_slice()
         for panel in self._panels:
-            panel.cross.setData(spots)
+            if shown:
+                _, y, x = self._selected  # type: ignore[misc]
+                panel.cross.setPos(x + 0.5, y + 0.5)
+            panel.cross.setVisible(shown)
 
     def _show_window_fields(self, name: str) -> None:
         if name not in self._windows:
