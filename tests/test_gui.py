@@ -73,6 +73,13 @@ def test_clicking_a_pixel_plots_its_fingerprint(qtbot, window, series_file):
     dm = window.fingerprint.curve_data("DM atom")
     assert dm is not None and len(dm) == series.n_timepoints
     assert "pixel x 10, y 12" in window.fingerprint.info.text()
+    for panel in window.map_view._panels:  # the crosshair marks the pixel in every map
+        assert panel.cross.isVisible() and (panel.cross.pos().x(), panel.cross.pos().y()) == (10.5, 12.5)
+    window.map_view.slice_slider.setValue(1)
+    assert not window.map_view._panels[0].cross.isVisible()  # another slice: no crosshair
+    _open(qtbot, window, path)  # a newly opened series starts with no fingerprint
+    assert window.fingerprint.curve_data("measured") is None
+    assert not window.fingerprint.legend.isVisible()
 
 
 def test_rectangle_roi_statistics_match_numpy_and_export(qtbot, window, series_file, tmp_path):
