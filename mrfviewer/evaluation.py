@@ -29,7 +29,7 @@ from mrfviewer.metrics import bland_altman, error_summary, r_squared  # noqa: E4
 from mrfviewer.nn.inference import predict  # noqa: E402
 from mrfviewer.nn.model_io import LoadedModel  # noqa: E402
 from mrfviewer.phantoms import CARTILAGE_LABELS, knee_phantom, nist_phantom  # noqa: E402
-from mrfviewer.reconstruction import reconstruct_dm, reconstruct_nn  # noqa: E402
+from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_dm, reconstruct_nn  # noqa: E402
 from mrfviewer.roi import roi_statistics  # noqa: E402
 from mrfviewer.sampling import sample_parameters  # noqa: E402
 from mrfviewer.simulation import simulate_fingerprints  # noqa: E402
@@ -37,6 +37,10 @@ from mrfviewer.synthesis import add_noise, synthesize_series  # noqa: E402
 
 PARAMS = ("T1", "T2", "T1rho")
 KNEE_ROIS = (*CARTILAGE_LABELS, 7, 5)  # cartilage compartments, meniscus, muscle
+
+# The report measures the network as trained: float32 on every machine (see nn.inference).
+NN_PRECISION = "float32"
+NN_SETTINGS = ReconstructionSettings(method="nn", nn_precision=NN_PRECISION)
 
 
 @dataclass
@@ -95,8 +99,7 @@ def synthetic_errors(
         check_cancel(cancel)
         noisy = clean if snr is None else add_noise(clean, snr, rng)[0]
         dm = match_compressed(dictionary, dictionary.project(noisy)).params
-        # The study measures the network as trained: float32 on every machine.
-        nn = predict(model, noisy @ model.basis.conj().T, precision="float32").params
+        nn = predict(model, noisy @ model.basis.conj().T, precision=NN_PRECISION).params
         for method, est in (("DM", dm), ("NN", nn)):
             for i, p in enumerate(PARAMS):
                 s = error_summary(est[:, i], truth[:, i])
@@ -136,7 +139,10 @@ def nist_results(
     """Per-sphere means of DM and NN against the reference, and R^2 for spheres inside the ranges."""
     ph = nist_phantom((settings.image_size, settings.image_size), array="T2")
     series = synthesize_series(ph, dictionary.sequence, snr=settings.phantom_snr, seed=settings.seed + 7)
-    maps = {"DM": reconstruct_dm(series, dictionary, cancel=cancel), "NN": reconstruct_nn(series, model, cancel=cancel)}
+    maps = {
+        "DM": reconstruct_dm(series, dictionary, cancel=cancel),
+        "NN": reconstruct_nn(series, model, NN_SETTINGS, cancel=cancel),
+    }
     ranges = dictionary.grid.ranges()
     rows = []
     for label, tissue in ph.nominal.items():
@@ -198,7 +204,7 @@ def knee_results(
     t0 = time.perf_counter()
     dm = reconstruct_dm(series, dictionary, cancel=cancel)
     t1 = time.perf_counter()
-    nn = reconstruct_nn(series, model, cancel=cancel)
+    nn = reconstruct_nn(series, model, NN_SETTINGS, cancel=cancel)
     t2 = time.perf_counter()
     truth = {"T1": ph.t1_ms, "T2": ph.t2_ms, "T1rho": ph.t1rho_ms}
     rows = []
@@ -348,7 +354,7 @@ statistics of user data for each method.)
 * software: mrfviewer {__version__}
 * sequence: `{seq.name}` (hash {seq.hash}, {seq.n_timepoints} time points)
 * dictionary: {dictionary.describe()} (key {dictionary.key}); matching with sub-grid refinement
-* network: {model.identity}, trained on `{model.metadata["sequence_name"]}`, SVD rank {model.metadata["svd_rank"]}
+* network: {model.identity}, trained on `{model.metadata["sequence_name"]}`, SVD rank {model.metadata["svd_rank"]}; inference in {NN_PRECISION}
 * SNR: mean time-RMS signal magnitude over tissue / SD of the complex noise, per time point
 * settings: {asdict(settings)}
 
