@@ -91,19 +91,6 @@ class FingerprintPlot(QtWidgets.QWidget):
         self.info.setText("Click a pixel to plot its fingerprint.")
         self._draw()
 
-    def warm_up(self, n_timepoints: int, curve_names: list[str]) -> None:
-        """Build the plot items and run the drawing code once, unseen, while nothing is shown.
-
-        The first click otherwise pays for creating curves and legend entries and for
-        first calls into numpy and pyqtgraph (about 20 ms measured, on top of a click's 15).
-        """
-        if self._measured is not None:
-            return
-        signal = np.ones(n_timepoints, dtype=np.complex64)
-        self.set_fingerprint(signal, "", {name: (signal, "") for name in curve_names})
-        self.grab()  # paint once into a pixmap: text layout and path caches are built now
-        self.clear()
-
     def add_curve(self, name: str, curve: np.ndarray, description: str) -> None:
         """A model curve, scaled to the measured signal; the legend shows ``description`` and the residual."""
         if self._measured is None:

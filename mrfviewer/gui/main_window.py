@@ -531,7 +531,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.sequence_label.setText(f"sequence: {seq.name} ({seq.n_timepoints} points)" if seq else "sequence: none")
         self.fingerprint.set_markers(seq.preparation_markers() if seq else [])
         self.fingerprint.clear()  # the last series' voxel is gone
-        self.fingerprint.warm_up(self.series.n_timepoints, [])
         self.setWindowTitle(f"mrfviewer - {self.path.name if self.path else ''}")
         self._attach_rois()
 
@@ -544,8 +543,6 @@ class MainWindow(QtWidgets.QMainWindow):
     def _show_maps(self, method: str) -> None:
         self.map_view.set_maps(self._layers(method))
         self._attach_rois()
-        if self.series is not None:
-            self.fingerprint.warm_up(self.series.n_timepoints, ["DM atom"] if method == "dm" else [])
 
     def _attach_rois(self) -> None:
         self.roi_panel.attach(self.map_view.first_view(), self.map_view.first_image())
