@@ -343,6 +343,11 @@ def _report_text(dictionary, model, settings, synth, spheres, fits, knee, agreem
         + [f"{m}_{p}_mean" for p in PARAMS for m in ("DM", "NN")]
     )
     sphere_cols = ["sphere", "in_range", "ref_T1", "DM_T1", "NN_T1", "ref_T2", "DM_T2", "NN_T2"]
+    meta = model.metadata
+    network = (
+        f"{model.identity}, trained on `{meta['sequence_name']}`, SVD rank {meta['svd_rank']}; "
+        f"inference in {NN_PRECISION}"
+    )
     return f"""# DM versus NN: evaluation report
 
 **All results below come from simulation.** The fingerprints, the NIST/ISMRM phantom
@@ -354,7 +359,7 @@ statistics of user data for each method.)
 * software: mrfviewer {__version__}
 * sequence: `{seq.name}` (hash {seq.hash}, {seq.n_timepoints} time points)
 * dictionary: {dictionary.describe()} (key {dictionary.key}); matching with sub-grid refinement
-* network: {model.identity}, trained on `{model.metadata["sequence_name"]}`, SVD rank {model.metadata["svd_rank"]}; inference in {NN_PRECISION}
+* network: {network}
 * SNR: mean time-RMS signal magnitude over tissue / SD of the complex noise, per time point
 * settings: {asdict(settings)}
 
