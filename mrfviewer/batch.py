@@ -24,12 +24,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
 from mrfviewer.errors import Cancelled, MRFError
 from mrfviewer.io.atomic import atomic_write_text
 from mrfviewer.io.names import safe_name
 from mrfviewer.reconstruction import ReconstructionSettings
+from mrfviewer.volume import SlabSource
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +97,18 @@ def find_cohort(
 ) -> list[CohortItem]:
     """Every MRF series under ``root``: DICOM series (with phase partners) and HDF5 series files.
 
+    ``root`` may also be one HDF5 series file.
     The subject is the DICOM PatientID (else the patient name) or, for HDF5 files,
     the folder holding the file. A ``labels.nii.gz`` beside the images gives ROIs.
     """
     from mrfviewer.io.dicom_read import partner_series, scan_folder
 
     root = Path(root)
+    if root.is_file():  # one HDF5 series
+        if not _is_h5_series(root):
+            raise MRFError(f"{root} is neither a folder nor an HDF5 MRF series")
+        labels = root.parent / "labels.nii.gz"
+        return [CohortItem(root.parent.name or root.stem, root.stem, root, None, labels if labels.exists() else None)]
     scan = scan_folder(root, progress=progress, cancel=cancel)
     items = []
     for info in scan.mrf_series():
@@ -153,6 +161,28 @@ def _read_rows(csv_path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def open_item(item: CohortItem) -> tuple[SlabSource, np.ndarray | None, dict[int, str]]:
+    """The series of ``item`` as a slab source, with its label map and names (None: no labels).
+
+    Labels come from ``labels.nii.gz`` beside the images, else from the series itself (HDF5).
+    """
+    from mrfviewer.io.dicom_read import scan_folders
+    from mrfviewer.io.export import load_label_map
+    from mrfviewer.volume import open_dicom_source, open_h5_source
+
+    if item.path.is_dir():
+        scan = scan_folders([item.path, *item.partner_folders])
+        source = open_dicom_source(item.path, None, item.series_uid, scan=scan)
+    else:
+        source = open_h5_source(item.path)
+    if source.sequence is None:
+        raise MRFError(f"{item.path} names no sequence (no mrf_sequence.json beside the images)")
+    labels, names = source.labels, source.label_names
+    if item.labels is not None:
+        labels, names = load_label_map(item.labels, source.spatial_shape, source.geometry)
+    return source, labels, names
+
+
 def process_item(
     item: CohortItem,
     shared: object,
@@ -162,10 +192,8 @@ def process_item(
     redo: bool = False,
 ) -> ItemResult:
     """Reconstruct and export one series (runs on a dask worker); never raises for bad input."""
-    from mrfviewer.io.dicom_read import scan_folders
-    from mrfviewer.io.export import export_all, load_label_map
+    from mrfviewer.io.export import export_all
     from mrfviewer.reconstruction import reconstruct_dm, reconstruct_nn
-    from mrfviewer.volume import open_dicom_source, open_h5_source
 
     start = time.perf_counter()
     final = item.output_dir(Path(output_root))
@@ -182,20 +210,11 @@ def process_item(
                 raise MRFError(f"{final} holds results of other settings; use --redo or another --output")
         elif final.exists():
             raise MRFError(f"{final} exists but is not a finished batch result; not replacing it")
-        if item.path.is_dir():
-            scan = scan_folders([item.path, *item.partner_folders])
-            source = open_dicom_source(item.path, None, item.series_uid, scan=scan)
-        else:
-            source = open_h5_source(item.path)
-        if source.sequence is None:
-            raise MRFError(f"{item.path} names no sequence (no mrf_sequence.json beside the images)")
+        source, labels, names = open_item(item)
         if settings.method == "dm":
             maps = reconstruct_dm(source, shared, settings)  # type: ignore[arg-type]
         else:
             maps = reconstruct_nn(source, shared, settings)  # type: ignore[arg-type]
-        labels, names = source.labels, source.label_names
-        if item.labels is not None:
-            labels, names = load_label_map(item.labels, source.spatial_shape, source.geometry)
         partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run: ours to remove
         export_all(

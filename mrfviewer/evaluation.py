@@ -3,13 +3,12 @@
 Sections: (1) synthetic fingerprints off the DM grid at several SNRs, (2) the
 NIST/ISMRM system phantom, (3) the digital knee (ROIs, Bland-Altman, difference
 maps), (4) timing. Every number comes from simulation with the sequence,
-dictionary and network named in the report; no in vivo data ship with the tool.
+dictionary and network named in the report; no in vivo data ship with the tool
+(:mod:`mrfviewer.data_evaluation` compares the methods on the user's own series).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,13 +22,20 @@ import numpy as np  # noqa: E402
 from mrfviewer import __version__  # noqa: E402
 from mrfviewer.dictionary import Dictionary  # noqa: E402
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report  # noqa: E402
-from mrfviewer.io.atomic import atomic_write, atomic_write_text  # noqa: E402
+from mrfviewer.io.atomic import atomic_write_text  # noqa: E402
 from mrfviewer.matching import match_compressed  # noqa: E402
 from mrfviewer.metrics import bland_altman, error_summary, r_squared  # noqa: E402
 from mrfviewer.nn.inference import predict  # noqa: E402
 from mrfviewer.nn.model_io import LoadedModel  # noqa: E402
 from mrfviewer.phantoms import CARTILAGE_LABELS, knee_phantom, nist_phantom  # noqa: E402
 from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_dm, reconstruct_nn  # noqa: E402
+from mrfviewer.reporting import (  # noqa: E402
+    bland_altman_figure,
+    csv_text,
+    difference_maps_figure,
+    md_table,
+    save_figure,
+)
 from mrfviewer.roi import roi_statistics  # noqa: E402
 from mrfviewer.sampling import sample_parameters  # noqa: E402
 from mrfviewer.simulation import simulate_fingerprints  # noqa: E402
@@ -60,28 +66,6 @@ class EvaluationSettings:
 
 def _snr_label(snr: float | None) -> str:
     return "inf" if snr is None else f"{snr:g}"
-
-
-def _csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    return buffer.getvalue()
-
-
-def _save_figure(fig: plt.Figure, path: Path) -> None:
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png"), overwrite=True)
-    plt.close(fig)
-
-
-def _md_table(rows: list[dict], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = [f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def synthetic_errors(
@@ -124,7 +108,7 @@ def _robustness_figure(rows: list[dict], snrs: tuple[float | None, ...], path: P
         ax.set_title(p)
         ax.grid(alpha=0.3)
     axes[0].legend()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _roi_mean(values: np.ndarray, roi: np.ndarray) -> tuple[float, float]:
@@ -188,7 +172,7 @@ def _nist_figure(rows: list[dict], path: Path) -> None:
         ax.set_ylabel(f"measured {p} (ms)")
         ax.set_title(f"NIST phantom, {p}")
     axes[0].legend()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def knee_results(
@@ -218,27 +202,15 @@ def knee_results(
                 row[f"{method}_{p}_mean"], row[f"{method}_{p}_sd"] = mean, sd
         rows.append(row)
     in_rois = np.isin(ph.labels, KNEE_ROIS)
-    agreement = []
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, p in zip(axes, PARAMS, strict=True):
+    pairs = {}
+    for p in PARAMS:
         a, b = nn.values[p][in_rois], dm.values[p][in_rois]
-        ba = bland_altman(a, b)
-        agreement.append({"param": p, **asdict(ba)})
-        ax.scatter((a + b) / 2, a - b, s=4, alpha=0.4)
-        for y, style in ((ba.mean_difference, "-"), (ba.lower, "--"), (ba.upper, "--")):
-            ax.axhline(y, color="k", ls=style, lw=1)
-        ax.set_xlabel(f"mean of NN and DM {p} (ms)")
-        ax.set_ylabel(f"NN - DM {p} (ms)")
-        ax.set_title(f"Bland-Altman, {p} (cartilage, meniscus, muscle)", fontsize=9)
-    _save_figure(fig, out / "bland_altman.png")
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    for ax, p in zip(axes, PARAMS, strict=True):
-        diff = 100 * (nn.values[p][0] / dm.values[p][0] - 1)
-        im = ax.imshow(diff, cmap="RdBu_r", vmin=-10, vmax=10)
-        ax.set_title(f"(NN - DM) / DM, {p}")
-        ax.axis("off")
-        fig.colorbar(im, ax=ax, label="%", shrink=0.8)
-    _save_figure(fig, out / "difference_maps.png")
+        pairs[p] = (a, b, bland_altman(a, b))
+    agreement = [{"param": p, **asdict(ba)} for p, (_, _, ba) in pairs.items()]
+    bland_altman_figure(pairs, out / "bland_altman.png", "cartilage, meniscus, muscle")
+    difference_maps_figure(
+        {p: dm.values[p][0] for p in PARAMS}, {p: nn.values[p][0] for p in PARAMS}, PARAMS, out / "difference_maps.png"
+    )
     return rows, agreement, {"dm_seconds": t1 - t0, "nn_seconds": t2 - t1, "voxels": int(dm.mask.sum())}
 
 
@@ -265,17 +237,17 @@ def run_evaluation(
     output.mkdir(parents=True, exist_ok=True)
     report(progress, 0.0, "synthetic test set")
     synth = synthetic_errors(dictionary, model, settings, cancel)
-    atomic_write_text(output / "synthetic_errors.csv", _csv(synth), overwrite=True)
+    atomic_write_text(output / "synthetic_errors.csv", csv_text(synth), overwrite=True)
     _robustness_figure(synth, settings.snrs, output / "robustness_vs_snr.png")
     report(progress, 0.4, "NIST phantom")
     spheres, fits = nist_results(dictionary, model, settings, cancel)
-    atomic_write_text(output / "nist_spheres.csv", _csv(spheres), overwrite=True)
-    atomic_write_text(output / "nist_fits.csv", _csv(fits), overwrite=True)
+    atomic_write_text(output / "nist_spheres.csv", csv_text(spheres), overwrite=True)
+    atomic_write_text(output / "nist_fits.csv", csv_text(fits), overwrite=True)
     _nist_figure(spheres, output / "nist_measured_vs_reference.png")
     report(progress, 0.7, "digital knee")
     knee, agreement, timing = knee_results(dictionary, model, settings, output, cancel)
-    atomic_write_text(output / "knee_rois.csv", _csv(knee), overwrite=True)
-    atomic_write_text(output / "knee_bland_altman.csv", _csv(agreement), overwrite=True)
+    atomic_write_text(output / "knee_rois.csv", csv_text(knee), overwrite=True)
+    atomic_write_text(output / "knee_bland_altman.csv", csv_text(agreement), overwrite=True)
     gen_seconds = _dictionary_seconds(dictionary)
     timing_rows = [
         {
@@ -286,7 +258,7 @@ def run_evaluation(
         {"step": "DM reconstruction", "seconds": timing["dm_seconds"], "detail": f"{timing['voxels']} voxels"},
         {"step": "NN reconstruction", "seconds": timing["nn_seconds"], "detail": f"{timing['voxels']} voxels"},
     ]
-    atomic_write_text(output / "timing.csv", _csv(timing_rows), overwrite=True)
+    atomic_write_text(output / "timing.csv", csv_text(timing_rows), overwrite=True)
     text = _report_text(dictionary, model, settings, synth, spheres, fits, knee, agreement, timing_rows)
     path = atomic_write_text(output / "report.md", text, overwrite=True)
     report(progress, 1.0, "report written")
@@ -352,9 +324,8 @@ def _report_text(dictionary, model, settings, synth, spheres, fits, knee, agreem
 
 **All results below come from simulation.** The fingerprints, the NIST/ISMRM phantom
 and the digital knee are simulated by mrfviewer's own EPG model with the sequence
-below; no in vivo data ship with the tool. (Running this report on user DICOM data
-with ROIs is not implemented yet; `mrfviewer reconstruct` with `--labels` gives the ROI
-statistics of user data for each method.)
+below; no in vivo data ship with the tool. (`mrfviewer evaluate --data PATH` runs the
+DM-versus-NN comparison on your own series or cohort, with their ROIs.)
 
 * software: mrfviewer {__version__}
 * sequence: `{seq.name}` (hash {seq.hash}, {seq.n_timepoints} time points)
@@ -373,7 +344,7 @@ bias (mean signed), MAPE, SD of the relative error, NRMSE.
 
 ![MAPE vs SNR](robustness_vs_snr.png)
 
-{_md_table(synth, snr_cols)}
+{md_table(synth, snr_cols)}
 
 ## 2. NIST/ISMRM system phantom (T2 array, simulated at SNR {settings.phantom_snr:g})
 
@@ -382,21 +353,21 @@ the dictionary ranges are listed but left out of R^2 (their values are clipped a
 range limits by DM and extrapolated by NN). T1rho of the spheres is not published; the
 phantom assumes T1rho = T2.
 
-{_md_table(fits, ["method", "param", "n_spheres", "r2", "mape_pct"])}
+{md_table(fits, ["method", "param", "n_spheres", "r2", "mape_pct"])}
 
 ![measured vs reference](nist_measured_vs_reference.png)
 
-{_md_table(spheres, sphere_cols)}
+{md_table(spheres, sphere_cols)}
 
 ## 3. Digital knee (simulated at SNR {settings.phantom_snr:g})
 
 ROI means (ms) per cartilage compartment, meniscus and muscle: truth, DM and NN.
 
-{_md_table(knee, knee_cols)}
+{md_table(knee, knee_cols)}
 
 Bland-Altman agreement of NN against DM over all voxels of these ROIs (ms):
 
-{_md_table(agreement, ["param", "n", "mean_difference", "lower", "upper"])}
+{md_table(agreement, ["param", "n", "mean_difference", "lower", "upper"])}
 
 ![Bland-Altman](bland_altman.png)
 
@@ -404,7 +375,7 @@ Bland-Altman agreement of NN against DM over all voxels of these ROIs (ms):
 
 ## 4. Timing (this machine)
 
-{_md_table(timing_rows, ["step", "seconds", "detail"])}
+{md_table(timing_rows, ["step", "seconds", "detail"])}
 
 Tables as CSV: `synthetic_errors.csv`, `nist_spheres.csv`, `nist_fits.csv`, `knee_rois.csv`,
 `knee_bland_altman.csv`, `timing.csv`.
