@@ -448,7 +448,7 @@ def _evaluate_data(args: argparse.Namespace, output: Path, dictionary, model, pr
     )
     failed = [c for c in comparisons if c.status == "failed"]
     for c in failed:
-        print(f"mrfviewer: series {c.item.path} failed: {c.message}", file=sys.stderr)
+        print(f"mrfviewer: series {c.path} failed: {c.message}", file=sys.stderr)
     _say(args, f"wrote {path} ({len(comparisons) - len(failed)} of {len(comparisons)} series)")
     return 2 if failed else 0
 

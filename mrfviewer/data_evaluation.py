@@ -31,6 +31,8 @@ from mrfviewer.phantoms import KNEE_TISSUES
 from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_dm, reconstruct_nn
 from mrfviewer.reporting import bland_altman_figure, csv_text, difference_maps_figure, md_table
 from mrfviewer.roi import label_statistics
+from mrfviewer.series import Series
+from mrfviewer.volume import SlabSource
 
 PARAMS = ("T1", "T2", "T1rho")
 TISSUE_ROI = "tissue (mask)"
@@ -42,7 +44,9 @@ _NOMINAL = {t.name: {"T1": t.t1_ms, "T2": t.t2_ms, "T1rho": t.t1rho_ms} for t in
 class SeriesComparison:
     """DM and NN on one series: ROI rows, paired voxel values, timing; or why it failed."""
 
-    item: CohortItem
+    subject: str
+    name: str
+    path: str
     status: str  # "done" or "failed"
     message: str = ""
     rows: list[dict] = field(default_factory=list)
@@ -78,9 +82,46 @@ def compare_series(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> SeriesComparison:
-    """Reconstruct one series with both methods and compare them per ROI; bad input -> ``failed``."""
+    """:func:`compare_source` on a cohort item; a series that cannot be read -> ``failed``."""
     try:
         source, labels, names = open_item(item)
+    except MRFError as exc:
+        return SeriesComparison(item.subject, item.name, str(item.path), "failed", str(exc))
+    return compare_source(
+        source,
+        labels,
+        names,
+        item.subject,
+        item.name,
+        dictionary,
+        model,
+        output,
+        index,
+        memory_mb,
+        progress,
+        cancel,
+        path=str(item.path),
+    )
+
+
+def compare_source(
+    source: Series | SlabSource,
+    labels: np.ndarray | None,
+    names: dict[int, str],
+    subject: str,
+    name: str,
+    dictionary: Dictionary,
+    model: LoadedModel,
+    output: Path,
+    index: int = 0,
+    memory_mb: float = 64,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    path: str = "",
+) -> SeriesComparison:
+    """Reconstruct a series with both methods and compare them per ROI (``labels`` None: all
+    tissue); writes its difference-map figure into ``output``. Bad input -> ``failed``."""
+    try:
         t0 = time.perf_counter()
         dm_settings = ReconstructionSettings(memory_mb=memory_mb)
         dm = reconstruct_dm(source, dictionary, dm_settings, progress=scaled(progress, 0.0, 0.8), cancel=cancel)
@@ -89,11 +130,11 @@ def compare_series(
         nn = reconstruct_nn(source, model, nn_settings, progress=scaled(progress, 0.8, 1.0), cancel=cancel)
         t2 = time.perf_counter()
     except MRFError as exc:
-        return SeriesComparison(item, "failed", str(exc))
+        return SeriesComparison(subject, name, path, "failed", str(exc))
     if labels is None or not np.any(labels):
         labels, names = dm.mask.astype(np.int32), {1: TISSUE_ROI}
     at_limit = dm_at_range_limit(dm.values, dictionary)
-    base = {"subject": item.subject, "series": item.name}
+    base = {"subject": subject, "series": name}
     rows = []
     dm_stats = label_statistics(dm, labels, names, list(PARAMS))
     nn_stats = label_statistics(nn, labels, names, list(PARAMS))
@@ -121,10 +162,11 @@ def compare_series(
     voxels = {p: (nn.values[p][in_rois], dm.values[p][in_rois]) for p in PARAMS}
     z = int(np.argmax(in_rois.reshape(in_rois.shape[0], -1).sum(axis=1)))  # the slice with most ROI voxels
     figure = f"difference_maps_{index:03d}.png"
+    output.mkdir(parents=True, exist_ok=True)
     difference_maps_figure(
         {p: dm.values[p][z] for p in PARAMS}, {p: nn.values[p][z] for p in PARAMS}, PARAMS, output / figure
     )
-    return SeriesComparison(item, "done", "", rows, voxels, t1 - t0, t2 - t1, int(dm.mask.sum()), figure)
+    return SeriesComparison(subject, name, path, "done", "", rows, voxels, t1 - t0, t2 - t1, int(dm.mask.sum()), figure)
 
 
 def _agreement(comparisons: list[SeriesComparison], output: Path) -> list[dict]:
@@ -165,24 +207,33 @@ def run_data_evaluation(
     """Compare DM and NN on ``items`` and write ``report.md`` with CSV tables and PNG figures."""
     if not items:
         raise MRFError("no MRF series to evaluate")
-    output.mkdir(parents=True, exist_ok=True)
     comparisons = []
     for i, item in enumerate(items):
         check_cancel(cancel)
         report(progress, 0.95 * i / len(items), f"series {i + 1} of {len(items)}: {item.subject} / {item.name}")
         part = scaled(progress, 0.95 * i / len(items), 0.95 * (i + 1) / len(items))
         comparisons.append(compare_series(item, dictionary, model, output, i, memory_mb, part, cancel))
+    report(progress, 0.95, "agreement and report")
+    path = write_data_report(output, comparisons, dictionary, model)
+    report(progress, 1.0, "report written")
+    return path, comparisons
+
+
+def write_data_report(
+    output: Path, comparisons: list[SeriesComparison], dictionary: Dictionary, model: LoadedModel
+) -> Path:
+    """Agreement figures, ``series.csv``, ``rois.csv``, ``agreement.csv`` and ``report.md`` in ``output``."""
     done = [c for c in comparisons if c.status == "done"]
     if not done:
-        reasons = "; ".join(f"{c.item.path}: {c.message}" for c in comparisons)
+        reasons = "; ".join(f"{c.path}: {c.message}" for c in comparisons)
         raise MRFError(f"no series could be evaluated ({reasons})")
-    report(progress, 0.95, "agreement and report")
+    output.mkdir(parents=True, exist_ok=True)
     roi_rows = [r for c in done for r in c.rows]
     agreement = _agreement(comparisons, output)
     timing = [
         {
-            "subject": c.item.subject,
-            "series": c.item.name,
+            "subject": c.subject,
+            "series": c.name,
             "status": c.status,
             "message": c.message,
             "voxels": c.n_voxels,
@@ -195,15 +246,13 @@ def run_data_evaluation(
     atomic_write_text(output / "agreement.csv", csv_text(agreement), overwrite=True)
     atomic_write_text(output / "series.csv", csv_text(timing), overwrite=True)
     text = _report_text(comparisons, roi_rows, agreement, timing, dictionary, model, output)
-    path = atomic_write_text(output / "report.md", text, overwrite=True)
-    report(progress, 1.0, "report written")
-    return path, comparisons
+    return atomic_write_text(output / "report.md", text, overwrite=True)
 
 
 def _report_text(comparisons, roi_rows, agreement, timing, dictionary, model, output: Path) -> str:  # noqa: ANN001
     seq, meta = dictionary.sequence, model.metadata
     done = [c for c in comparisons if c.status == "done"]
-    figures = "\n\n".join(f"**{c.item.subject} / {c.item.name}**\n\n![difference maps]({c.figure})" for c in done)
+    figures = "\n\n".join(f"**{c.subject} / {c.name}**\n\n![difference maps]({c.figure})" for c in done)
     plots = "\n\n".join(
         f"![Bland-Altman, {name}]({name})"
         for name in ("bland_altman_roi_means.png", "bland_altman_voxels.png")

@@ -93,7 +93,7 @@ def test_a_failing_series_is_reported_and_the_rest_evaluated(
     series_rows = _rows(out / "series.csv")
     assert [r["status"] for r in series_rows].count("failed") == 1
     with pytest.raises(MRFError, match="no series could be evaluated"):
-        run_data_evaluation(tmp_path / "none", [failed[0].item], tiny_dictionary, tiny_model)
+        run_data_evaluation(tmp_path / "none", find_cohort(root / "c"), tiny_dictionary, tiny_model)
 
 
 def test_explicit_labels_need_a_single_series(tmp_path, cohort):

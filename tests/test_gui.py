@@ -360,3 +360,21 @@ def test_knee_labels_show_ground_truth_references(qtbot, window, series_file):
     truth = float(np.mean(series.truth["T2"][series.labels == 5]))
     assert float(panel.table.item(row, 7).text()) == pytest.approx(truth, rel=1e-3)
     assert abs(float(panel.table.item(row, 8).text())) < 10  # error in percent
+
+
+def test_dm_vs_nn_report_for_the_open_series(qtbot, window, series_file, tmp_path, tiny_model, monkeypatch):
+    import mrfviewer.nn.model_io as model_io
+
+    monkeypatch.setattr(model_io, "default_model_path", lambda: tiny_model.path)
+    path, _ = series_file
+    _open(qtbot, window, path)
+    out = tmp_path / "report"
+    with qtbot.waitSignal(window.runner.finished, timeout=120000):
+        assert window.compare_methods(out)
+    text = (out / "report.md").read_text()
+    assert "DM versus NN on measured data" in text and "1 of 1 series evaluated" in text
+    rows = list(csv.DictReader((out / "rois.csv").open()))
+    assert "medial femoral cartilage" in {r["roi"] for r in rows}  # the series' own labels
+    assert "DM vs NN report" in window.statusBar().currentMessage()
+    assert not window.compare_methods(out)  # an existing report is not replaced
+    assert "exists" in window.statusBar().currentMessage()

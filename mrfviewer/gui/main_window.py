@@ -243,6 +243,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "Maps as DICOM Parametric Map...", lambda: self.export_maps_dialog("dicom")
         )
         self.export_csv_action = export.addAction("ROI statistics CSV...", self.export_roi_csv_dialog)
+        self.compare_action = export.addAction("DM vs NN comparison report...", self.compare_methods_dialog)
         export.addAction("Current view as PNG...", self.save_view_dialog, QtGui.QKeySequence("Ctrl+Shift+S"))
         menu.addSeparator()
         menu.addAction("Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
@@ -412,7 +413,6 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- reconstruction -----------------------------------------------------------
     def reconstruct(self) -> None:
-        from mrfviewer.dictionary import DictionarySettings, get_dictionary, load_dictionary
         from mrfviewer.engine import scaled
         from mrfviewer.grid import default_knee_grid
         from mrfviewer.reconstruction import ReconstructionSettings, reconstruct
@@ -436,16 +436,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if method == "nn":
                 return reconstruct(series, settings, model=model, progress=p, cancel=c), None
             # DM: keep the dictionary, so clicks expand atoms without reading the cache file again.
-            if dictionary_file is not None:
-                dictionary = load_dictionary(dictionary_file)
-            else:
-                dictionary = get_dictionary(
-                    series.sequence,
-                    grid,
-                    DictionarySettings(signal="complex" if series.is_complex else "magnitude"),
-                    progress=scaled(p, 0.0, 0.5),
-                    cancel=c,
-                )
+            dictionary = _dm_dictionary(series, grid, dictionary_file, scaled(p, 0.0, 0.5), c)
             maps = reconstruct(series, settings, dictionary=dictionary, progress=scaled(p, 0.5, 1.0), cancel=c)
             return maps, dictionary
 
@@ -503,7 +494,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 f"{method.upper()} reconstruction done" + (f" ({precision})" if precision else "")
             )
             self.reconstructed.emit(method)
-        elif kind == "export":
+        elif kind in ("export", "compare"):
             self.statusBar().showMessage(str(result))
 
     def _job_failed(self, kind: str, message: str) -> None:
@@ -654,6 +645,59 @@ class MainWindow(QtWidgets.QMainWindow):
             self._busy_message()
         return started
 
+    def compare_methods_dialog(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Write the DM vs NN report into")
+        if folder:
+            self.compare_methods(Path(folder) / "mrfviewer_dm_vs_nn")
+
+    def compare_methods(self, folder: Path, overwrite: bool = False) -> bool:
+        """Reconstruct the open series with DM and NN in the background and write the comparison
+        report (ROI means of both methods, Bland-Altman, difference maps) into ``folder``."""
+        from mrfviewer.data_evaluation import compare_source, write_data_report
+        from mrfviewer.engine import scaled
+        from mrfviewer.grid import default_knee_grid
+        from mrfviewer.io.atomic import check_writable_target
+        from mrfviewer.nn.model_io import default_model_path, load_model
+
+        if self.series is None or self.series.sequence is None:
+            self._error("open a series with a sequence first")
+            return False
+        try:
+            check_writable_target(folder / "report.md", overwrite)
+        except MRFError as exc:
+            self._error(str(exc))
+            return False
+        series, labels, names = self.series, self.labels, dict(self.label_names)
+        grid, dictionary_file, model = self._grid or default_knee_grid(), self._dictionary_file, self._model
+        path = str(self.path or "")
+        subject = self.path.parent.name if self.path is not None else ""
+
+        def job(p, c):  # noqa: ANN001, ANN202
+            dictionary = _dm_dictionary(series, grid, dictionary_file, scaled(p, 0.0, 0.4), c)
+            network = model or load_model(default_model_path())
+            name = series.description or series.uid or "series"
+            comparison = compare_source(
+                series,
+                labels,
+                names,
+                subject,
+                name,
+                dictionary,
+                network,
+                folder,
+                progress=scaled(p, 0.4, 0.95),
+                cancel=c,
+                path=path,
+            )
+            if comparison.status == "failed":
+                raise MRFError(comparison.message)
+            return f"wrote the DM vs NN report to {write_data_report(folder, [comparison], dictionary, network)}"
+
+        started = self.runner.start("compare", job)
+        if not started:
+            self._busy_message()
+        return started
+
     def export_roi_csv_dialog(self) -> None:
         name, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export ROI statistics", "roi_stats.csv", "CSV (*.csv)")
         if name:
@@ -736,3 +780,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("state", self.saveState())
         event.accept()
+
+
+def _dm_dictionary(series: Series, grid, dictionary_file: Path | None, progress, cancel):  # noqa: ANN001, ANN202
+    """The dictionary DM uses for ``series``: the chosen file, else the (cached) grid dictionary."""
+    from mrfviewer.dictionary import DictionarySettings, get_dictionary, load_dictionary
+
+    if dictionary_file is not None:
+        return load_dictionary(dictionary_file)
+    signal = "complex" if series.is_complex else "magnitude"
+    return get_dictionary(series.sequence, grid, DictionarySettings(signal=signal), progress=progress, cancel=cancel)
