@@ -238,6 +238,13 @@ def test_bfloat16_fused_and_plain_layers_agree(tiny_training, tmp_path, monkeypa
     plain = predict(model, y, precision="bfloat16")
     np.testing.assert_allclose(fused.params, plain.params, rtol=1e-6)
 
+    def unavailable(*args):  # as a torch build without the oneDNN op raises
+        raise NotImplementedError("Could not run 'mkldnn::_linear_pointwise' with arguments from the 'CPU' backend")
+
+    monkeypatch.setattr(inference, "_FUSED_LINEAR", unavailable)
+    np.testing.assert_allclose(predict(model, y, precision="bfloat16").params, plain.params, rtol=1e-6)
+    assert inference._FUSED_LINEAR is None  # tried once, then the plain path
+
 
 def test_auto_precision_follows_the_cpu_and_unknown_names_are_refused(monkeypatch):
     monkeypatch.setattr(inference, "native_bfloat16", lambda: False)

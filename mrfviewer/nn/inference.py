@@ -67,11 +67,12 @@ _FUSED_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
 
 def _linear_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``relu(x @ weight.T + bias)``, in one oneDNN call where torch offers it."""
+    global _FUSED_LINEAR
     if _FUSED_LINEAR is not None:
         try:
             return _FUSED_LINEAR(x, weight, bias, "relu", [], "")
-        except RuntimeError:  # an op build without this dtype: the plain path below is exact too
-            pass
+        except RuntimeError:  # a torch build without it (or this dtype): the plain path, from now on
+            _FUSED_LINEAR = None
     return torch.relu(functional.linear(x, weight, bias))
 
 
