@@ -407,6 +407,8 @@ def cmd_evaluate(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.io.atomic import check_writable_target
     from mrfviewer.nn.model_io import default_model_path, load_model, resolve_model_path
 
+    if args.labels and not args.data:
+        raise MRFError("--labels goes with --data (the label map of your series)")
     model = load_model(resolve_model_path(args.model) if args.model else default_model_path())
     sequence = _sequence(args) if args.sequence else None
     output = Path(args.output)

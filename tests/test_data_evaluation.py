@@ -117,3 +117,4 @@ def test_evaluate_data_through_the_cli(tmp_path, cohort, tiny_sequence, tiny_dic
     assert (out / "report.md").exists() and len(_rows(out / "rois.csv")) > 10
     assert main([*args, "--output", str(out)]) == 2  # report.md exists: refused without --overwrite
     assert main(["-q", "evaluate", "--data", str(tmp_path / "nothing"), "--output", str(tmp_path / "x")]) == 2
+    assert main(["-q", "evaluate", "--labels", str(tmp_path / "l.nii.gz"), "--output", str(tmp_path / "y")]) == 2
