@@ -446,7 +446,14 @@ def _evaluate_data(args: argparse.Namespace, output: Path, dictionary, model, pr
     if not items:
         raise MRFError(f"no MRF series found under {data}")
     path, comparisons = run_data_evaluation(
-        output, items, dictionary, model, memory_mb=args.memory_mb, progress=progress, cancel=cancel
+        output,
+        items,
+        dictionary,
+        model,
+        memory_mb=args.memory_mb,
+        overwrite=args.overwrite,
+        progress=progress,
+        cancel=cancel,
     )
     failed = [c for c in comparisons if c.status == "failed"]
     for c in failed:

@@ -24,7 +24,7 @@ from mrfviewer.dictionary import Dictionary
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report, scaled
 from mrfviewer.errors import MRFError
 from mrfviewer.evaluation import NN_PRECISION
-from mrfviewer.io.atomic import atomic_write_text
+from mrfviewer.io.atomic import atomic_write_text, staged_folder
 from mrfviewer.metrics import bland_altman
 from mrfviewer.nn.model_io import LoadedModel
 from mrfviewer.phantoms import KNEE_TISSUES
@@ -201,22 +201,25 @@ def run_data_evaluation(
     model: LoadedModel,
     *,
     memory_mb: float = 64,
+    overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[Path, list[SeriesComparison]]:
-    """Compare DM and NN on ``items`` and write ``report.md`` with CSV tables and PNG figures."""
+    """Compare DM and NN on ``items`` and write ``report.md`` with CSV tables and PNG figures
+    into ``output``, all or nothing (a failure or cancel leaves none of its files)."""
     if not items:
         raise MRFError("no MRF series to evaluate")
     comparisons = []
-    for i, item in enumerate(items):
-        check_cancel(cancel)
-        report(progress, 0.95 * i / len(items), f"series {i + 1} of {len(items)}: {item.subject} / {item.name}")
-        part = scaled(progress, 0.95 * i / len(items), 0.95 * (i + 1) / len(items))
-        comparisons.append(compare_series(item, dictionary, model, output, i, memory_mb, part, cancel))
-    report(progress, 0.95, "agreement and report")
-    path = write_data_report(output, comparisons, dictionary, model)
+    with staged_folder(output, overwrite) as stage:
+        for i, item in enumerate(items):
+            check_cancel(cancel)
+            report(progress, 0.95 * i / len(items), f"series {i + 1} of {len(items)}: {item.subject} / {item.name}")
+            part = scaled(progress, 0.95 * i / len(items), 0.95 * (i + 1) / len(items))
+            comparisons.append(compare_series(item, dictionary, model, stage, i, memory_mb, part, cancel))
+        report(progress, 0.95, "agreement and report")
+        write_data_report(stage, comparisons, dictionary, model)
     report(progress, 1.0, "report written")
-    return path, comparisons
+    return output / "report.md", comparisons
 
 
 def write_data_report(

@@ -118,3 +118,38 @@ def test_evaluate_data_through_the_cli(tmp_path, cohort, tiny_sequence, tiny_dic
     assert main([*args, "--output", str(out)]) == 2  # report.md exists: refused without --overwrite
     assert main(["-q", "evaluate", "--data", str(tmp_path / "nothing"), "--output", str(tmp_path / "x")]) == 2
     assert main(["-q", "evaluate", "--labels", str(tmp_path / "l.nii.gz"), "--output", str(tmp_path / "y")]) == 2
+
+
+def test_a_cancelled_evaluation_leaves_nothing(tmp_path, cohort, tiny_dictionary, tiny_model):
+    from mrfviewer.engine import CancelToken
+    from mrfviewer.errors import Cancelled
+
+    root, _ = cohort
+    token = CancelToken()
+
+    def cancel_in_the_second_series(fraction, message):
+        if "series 2" in message:
+            token.cancel()
+
+    out = tmp_path / "new" / "report"
+    with pytest.raises(Cancelled):
+        run_data_evaluation(
+            out, find_cohort(root), tiny_dictionary, tiny_model, progress=cancel_in_the_second_series, cancel=token
+        )
+    assert not out.exists()  # the first series' figure was staged, then removed with the folder
+
+
+def test_staged_folder_moves_all_or_nothing(tmp_path):
+    from mrfviewer.io.atomic import staged_folder
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "b.txt").write_text("theirs")
+    with pytest.raises(MRFError, match="already exists"), staged_folder(folder) as stage:
+        (stage / "a.txt").write_text("new")
+        (stage / "b.txt").write_text("new")
+    assert sorted(p.name for p in folder.iterdir()) == ["b.txt"] and (folder / "b.txt").read_text() == "theirs"
+    with staged_folder(folder, overwrite=True) as stage:
+        (stage / "a.txt").write_text("new")
+        (stage / "b.txt").write_text("new")
+    assert sorted(p.name for p in folder.iterdir()) == ["a.txt", "b.txt"] and (folder / "b.txt").read_text() == "new"

@@ -656,7 +656,7 @@ class MainWindow(QtWidgets.QMainWindow):
         from mrfviewer.data_evaluation import compare_source, write_data_report
         from mrfviewer.engine import scaled
         from mrfviewer.grid import default_knee_grid
-        from mrfviewer.io.atomic import check_writable_target
+        from mrfviewer.io.atomic import check_writable_target, staged_folder
         from mrfviewer.nn.model_io import default_model_path, load_model
 
         if self.series is None or self.series.sequence is None:
@@ -676,22 +676,24 @@ class MainWindow(QtWidgets.QMainWindow):
             dictionary = _dm_dictionary(series, grid, dictionary_file, scaled(p, 0.0, 0.4), c)
             network = model or load_model(default_model_path())
             name = series.description or series.uid or "series"
-            comparison = compare_source(
-                series,
-                labels,
-                names,
-                subject,
-                name,
-                dictionary,
-                network,
-                folder,
-                progress=scaled(p, 0.4, 0.95),
-                cancel=c,
-                path=path,
-            )
-            if comparison.status == "failed":
-                raise MRFError(comparison.message)
-            return f"wrote the DM vs NN report to {write_data_report(folder, [comparison], dictionary, network)}"
+            with staged_folder(folder, overwrite) as stage:  # all or nothing
+                comparison = compare_source(
+                    series,
+                    labels,
+                    names,
+                    subject,
+                    name,
+                    dictionary,
+                    network,
+                    stage,
+                    progress=scaled(p, 0.4, 0.95),
+                    cancel=c,
+                    path=path,
+                )
+                if comparison.status == "failed":
+                    raise MRFError(comparison.message)
+                write_data_report(stage, [comparison], dictionary, network)
+            return f"wrote the DM vs NN report to {folder / 'report.md'}"
 
         started = self.runner.start("compare", job)
         if not started:

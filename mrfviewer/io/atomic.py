@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -80,3 +81,34 @@ def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = False) -
 def atomic_write_text(path: str | Path, text: str, overwrite: bool = False) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a hidden staging folder inside ``folder``; its files move into ``folder`` when the
+    block completes, all or nothing.
+
+    On an error or a cancel the staged files go, and ``folder`` too if this call created it
+    and it is empty. Without ``overwrite`` an existing file of the same name stops the move
+    before any file is moved.
+    """
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    except OSError as exc:
+        raise MRFError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    try:
+        yield staging
+        staged = sorted(staging.iterdir())
+        for item in staged:
+            check_writable_target(folder / item.name, overwrite)
+        for item in staged:
+            os.replace(item, folder / item.name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
