@@ -297,6 +297,7 @@ def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
     if args.method == "dm":
         from mrfviewer.dictionary import DictionarySettings, get_dictionary, load_dictionary
 
+        shared: object
         if args.dictionary:
             shared = load_dictionary(args.dictionary)
         else:

@@ -145,15 +145,15 @@ def nist_results(
     used = [r for r in rows if r["in_range"]]
     for method in maps:
         for p in PARAMS:
-            ref = np.array([r["ref_T2" if p == "T1rho" else f"ref_{p}"] for r in used])
+            refs = np.array([r["ref_T2" if p == "T1rho" else f"ref_{p}"] for r in used])
             est = np.array([r[f"{method}_{p}"] for r in used])
             fits.append(
                 {
                     "method": method,
                     "param": p,
                     "n_spheres": len(used),
-                    "r2": r_squared(est, ref),
-                    "mape_pct": float(np.nanmean(np.abs(est / ref - 1)) * 100),
+                    "r2": r_squared(est, refs),
+                    "mape_pct": float(np.nanmean(np.abs(est / refs - 1)) * 100),
                 }
             )
     return rows, fits

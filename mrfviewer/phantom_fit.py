@@ -81,6 +81,7 @@ def fit_nist_template(
             s = _score(np.array([cx, cy, angle, scale]), smooth)
             if best is None or s < best[0]:
                 best = (s, np.array([cx, cy, angle, scale]))
+    assert best is not None  # the loops above always run
     result = optimize.minimize(
         _score, best[1], args=(smooth,), method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 2000}
     )

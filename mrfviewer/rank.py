@@ -59,5 +59,6 @@ def rank_analysis(
         seconds = time.perf_counter() - start
         err = 100 * np.abs(result.params[:, :3] / params[:, :3] - 1).mean(axis=0)
         kept = np.sum(np.abs(dictionary.coeffs[:, :k]) ** 2, axis=1) / np.maximum(norms2, 1e-30)
-        rows.append(RankRow(k, float(energy[k - 1]), float(kept.min()), *map(float, err), seconds))
+        mape_t1, mape_t2, mape_t1rho = (float(e) for e in err)
+        rows.append(RankRow(k, float(energy[k - 1]), float(kept.min()), mape_t1, mape_t2, mape_t1rho, seconds))
     return rows

@@ -77,7 +77,7 @@ def label_statistics(
 ) -> list[RoiStats]:
     """Statistics per label (all slices together) and map."""
     names = map_names or [m for m in ("T1", "T2", "T1rho", "B1", "PD") if m in maps.values]
-    rows = []
+    rows: list[RoiStats] = []
     for label in sorted(int(v) for v in np.unique(labels) if v != 0):
         roi = labels == label
         name = label_names.get(label, f"label {label}")

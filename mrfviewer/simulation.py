@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -363,7 +363,7 @@ def _fisp(state: State, block: Readout, out: torch.Tensor | None, offset: int) -
     if isinstance(state, _RealEpg):
         samples = None if out is None else torch.empty((block.n, t.t1.numel()), dtype=t.t1.dtype)
         state.fisp_train(cos_a, sin_a, relax, samples)
-        if out is not None:
+        if out is not None and samples is not None:
             # Sample = -1j P_0 times the echo decay (TE), one column per pulse.
             out[:, offset : offset + block.n] = -1j * (samples * torch.stack(echo)).T
         return
@@ -489,7 +489,7 @@ def simulate_fingerprints(
         raise MRFError(f"n_states must be at least 1, got {n_states}")
     real = torch.float64 if double else torch.float32
     cplx = torch.complex128 if double else torch.complex64
-    inputs = (t1_ms, t2_ms, t1rho_ms, 1.0 if b1 is None else b1)
+    inputs: tuple[Any, ...] = (t1_ms, t2_ms, t1rho_ms, 1.0 if b1 is None else b1)
     n = max(int(x.numel()) if isinstance(x, torch.Tensor) else int(np.size(x)) for x in inputs)
     t1, t2, t1rho, rel_b1 = (
         _as_tensor(x, name, n, real) for x, name in zip(inputs, ("T1", "T2", "T1rho", "B1"), strict=True)

@@ -14,6 +14,7 @@ of it are tied and the faster inference wins.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import time
@@ -303,7 +304,7 @@ def _write_outputs(output: Path, preset: StudyPreset, rows: list[dict], best: di
         ax.set_title(f"NN: {factor}")
         ax.legend(fontsize=7)
         name = f"study_{factor}.png"
-        atomic_write(output / name, lambda p, f=fig: f.savefig(p, dpi=100, bbox_inches="tight", format="png"), True)
+        atomic_write(output / name, functools.partial(fig.savefig, dpi=100, bbox_inches="tight", format="png"), True)
         plt.close(fig)
         figures.append(name)
     dm = [r for r in rows if r["kind"] == "dm"]

@@ -19,7 +19,7 @@ from mrfviewer.series import Geometry, Series
 from mrfviewer.simulation import simulate_fingerprints
 
 
-def coil_phase(shape: tuple[int, int, int]) -> np.ndarray:
+def coil_phase(shape: tuple[int, ...]) -> np.ndarray:
     """A smooth receive-coil phase map in radians (a tilted, slightly curved ramp)."""
     nz, ny, nx = shape
     z, y, x = np.meshgrid(np.linspace(-1, 1, nz), np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij")

@@ -84,7 +84,7 @@ class SlabSource:
 def source_from_series(series: Series) -> SlabSource:
     """A slab source over a series in memory (slabs are views, nothing is copied)."""
     return SlabSource(
-        shape=series.data.shape,  # type: ignore[arg-type]
+        shape=series.data.shape,
         is_complex=series.is_complex,
         read=lambda z0, z1: series.data[:, z0:z1],
         sequence=series.sequence,

@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -73,7 +74,7 @@ class ImageRecord:
     rows: int
     columns: int
     component: str | None  # "M", "P" or None
-    position: tuple[float, float, float] | None
+    position: tuple[float, ...] | None  # 3 values
     orientation: tuple[float, ...] | None
     spacing: tuple[float, float] | None
     thickness: float | None
@@ -170,9 +171,9 @@ def _float(value: object, default: float | None = None) -> float | None:
     return out if math.isfinite(out) else default
 
 
-def _tuple(value: object, n: int) -> tuple[float, ...] | None:
+def _tuple(value: Any, n: int) -> tuple[float, ...] | None:
     try:
-        out = tuple(float(v) for v in value)  # type: ignore[union-attr]
+        out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         return None
     return out if len(out) == n and all(math.isfinite(v) for v in out) else None
@@ -191,9 +192,9 @@ def _time_value(text: object) -> float | None:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def _component_from_type(image_type: object) -> str | None:
+def _component_from_type(image_type: Any) -> str | None:
     try:
-        values = [str(v).upper() for v in image_type]  # type: ignore[union-attr]
+        values = [str(v).upper() for v in image_type]
     except TypeError:
         return None
     if len(values) >= 3 and values[2] in ("M", "P", "MAGNITUDE", "PHASE"):
@@ -205,16 +206,18 @@ def _component_from_type(image_type: object) -> str | None:
 _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
 #: Text in the series' character set: bytes below 0x80 without ESC read as ASCII in all of them.
 _TEXT_VRS = frozenset({"LO", "SH", "PN", "ST", "LT"})
-Getter = Callable[..., object]
+Getter = Callable[..., Any]
 
 
 @functools.cache
 def _tag_and_vr(keyword: str) -> tuple[int, str]:
     tag = pydicom.datadict.tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(f"not a DICOM keyword: {keyword}")
     return tag, pydicom.datadict.dictionary_VR(tag)
 
 
-def _fast_get(ds: pydicom.Dataset, keyword: str, default: object = None) -> object:
+def _fast_get(ds: pydicom.Dataset, keyword: str, default: Any = None) -> Any:
     """``ds.get(keyword, default)`` as the scan uses it, decoding plain values from the raw bytes.
 
     pydicom converts each value through its hooks and validators, which cost half of a folder
@@ -243,7 +246,7 @@ def _fast_get(ds: pydicom.Dataset, keyword: str, default: object = None) -> obje
 def _records(path: Path, ds: pydicom.Dataset, has_pixels: bool, get: Getter | None = None) -> list[ImageRecord]:
     """The image records of one file's header; ``get`` reads an element (default :func:`_fast_get`)."""
     get = get or functools.partial(_fast_get, ds)
-    common = dict(
+    common: dict[str, Any] = dict(
         path=path,
         patient=str(get("PatientName", "")) or "anonymous",
         patient_id=str(get("PatientID", "")),
@@ -523,7 +526,7 @@ def _order(records: list[ImageRecord], what: str) -> tuple[list[list[ImageRecord
         dup_key = next((k for k in _TIME_KEYS if all(r.keys.get(k) is not None for r in records)), None)
         if dup_key is not None:
             for v in by_slice.values():
-                seen: dict[float, ImageRecord] = {}
+                seen: dict[float | None, ImageRecord] = {}
                 for r in v:
                     if r.keys[dup_key] in seen:
                         raise MRFError(
@@ -536,7 +539,7 @@ def _order(records: list[ImageRecord], what: str) -> tuple[list[list[ImageRecord
     return ordered, positions, _TIME_KEY_NAMES[key]
 
 
-def _image_pixels(r: ImageRecord, cache: dict[Path, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+def _image_pixels(r: ImageRecord, cache: dict[Path, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     """Stored pixel values of one image (native data read directly, anything else by pydicom)."""
     try:
         if r.pixel_offset is not None:

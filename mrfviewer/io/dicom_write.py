@@ -17,13 +17,14 @@ intercept -4096, the common vendor convention). The patient is synthetic
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from mrfviewer import __version__
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
@@ -45,7 +46,9 @@ def _per_timepoint(series: Series, name: str) -> np.ndarray:
     return np.concatenate([getattr(r, name) for r in series.sequence.blocks if isinstance(r, Readout)])
 
 
-def _base_dataset(series: Series, uids: dict[str, str], description: str, now: dt.datetime, patient_id: str) -> Dataset:
+def _base_dataset(
+    series: Series, uids: Mapping[str, str], description: str, now: dt.datetime, patient_id: str
+) -> Dataset:
     ds = Dataset()
     ds.PatientName = "MRFVIEWER^SYNTHETIC"
     ds.PatientID = patient_id
@@ -77,8 +80,8 @@ def _base_dataset(series: Series, uids: dict[str, str], description: str, now: d
 
 def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
     return meta

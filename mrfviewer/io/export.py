@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -60,7 +62,7 @@ def export_nifti(maps: ParameterMaps, folder: str | Path, units: str = "ms", ove
         image = nib.Nifti1Image(np.ascontiguousarray(np.transpose(data, (2, 1, 0))).astype(np.float32), affine)
         image.header.set_xyzt_units(xyz="mm")
         image.header["descrip"] = f"mrfviewer {name} [{unit}]".encode()[:79]
-        written.append(atomic_write(folder / f"{stem}.nii.gz", lambda p, im=image: nib.save(im, p), overwrite))
+        written.append(atomic_write(folder / f"{stem}.nii.gz", functools.partial(nib.save, image), overwrite))
         text = json.dumps(_sidecar(maps, name, unit), indent=1) + "\n"
         written.append(atomic_write_text(folder / f"{stem}.json", text, overwrite))
     return written
@@ -68,7 +70,7 @@ def export_nifti(maps: ParameterMaps, folder: str | Path, units: str = "ms", ove
 
 def export_npz(maps: ParameterMaps, path: str | Path, overwrite: bool = False) -> Path:
     """All maps, the mask and (for DM) the atom indices in one compressed ``.npz``."""
-    arrays = {name: values for name, values in maps.values.items()}
+    arrays: dict[str, Any] = dict(maps.values)
     arrays["mask"] = maps.mask
     if maps.atom is not None:
         arrays["atom"] = maps.atom
@@ -164,7 +166,7 @@ def load_label_map(
             raise MRFError("a DICOM SEG label map needs the geometry of a DICOM series")
         return read_seg_labels(path, geometry, shape)
     try:
-        image = nib.load(path)
+        image: Any = nib.load(path)  # a NIfTI (spatial) image: it has dataobj
         data = np.asarray(image.dataobj)
     except FileNotFoundError:
         raise MRFError(f"label file not found: {path}") from None

@@ -99,7 +99,7 @@ def export_parametric_maps(
             )
         except (ValueError, TypeError) as exc:
             raise MRFError(f"cannot build the {name} Parametric Map: {exc}") from None
-        written.append(atomic_write(targets[name], lambda p, ds=pm: ds.save_as(p), overwrite=overwrite))
+        written.append(atomic_write(targets[name], pm.save_as, overwrite=overwrite))
     return written
 
 

@@ -83,10 +83,11 @@ def inference_forward(net: MRFNet, hidden_dtype: torch.dtype = torch.float32) ->
     network) at 1.2x its speed; bfloat16 is described in the module docstring.
     """
     layers = list(net.body)
+    linears: list[torch.nn.Linear] = layers[0::2]  # type: ignore[assignment]  # Linear, activation, ...
     relu = all(isinstance(a, torch.nn.ReLU) for a in layers[1::2])
     hidden = [
         (linear.weight.to(hidden_dtype), linear.bias.to(hidden_dtype), activation)
-        for linear, activation in zip(layers[2::2], layers[3::2], strict=True)
+        for linear, activation in zip(linears[1:], layers[3::2], strict=True)
     ]
     head_weight = torch.cat([net.mean.weight, net.log_var.weight])
     head_bias = torch.cat([net.mean.bias, net.log_var.bias])
@@ -94,7 +95,7 @@ def inference_forward(net: MRFNet, hidden_dtype: torch.dtype = torch.float32) ->
 
     def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = (x - net.in_mean) / net.in_sd
-        h = _linear_relu(x, layers[0].weight, layers[0].bias) if relu else layers[1](layers[0](x))
+        h = _linear_relu(x, linears[0].weight, linears[0].bias) if relu else layers[1](linears[0](x))
         h = h.to(hidden_dtype)
         for weight, bias, activation in hidden:
             h = _linear_relu(h, weight, bias) if relu else activation(functional.linear(h, weight, bias))

@@ -23,6 +23,9 @@ class MRFNet(nn.Module):
         One of :data:`ACTIVATIONS`.
     """
 
+    in_mean: torch.Tensor  # buffers (register_buffer below), typed for readers and mypy
+    in_sd: torch.Tensor
+
     def __init__(self, n_inputs: int, n_params: int, hidden: list[int], activation: str = "relu"):
         super().__init__()
         # Feature standardisation (set from the training set, saved with the weights):
