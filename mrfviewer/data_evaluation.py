@@ -27,7 +27,7 @@ from mrfviewer.evaluation import NN_PRECISION
 from mrfviewer.io.atomic import atomic_write_text, staged_folder
 from mrfviewer.metrics import bland_altman
 from mrfviewer.nn.model_io import LoadedModel
-from mrfviewer.phantoms import KNEE_TISSUES
+from mrfviewer.phantoms import knee_tissue
 from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_dm, reconstruct_nn
 from mrfviewer.reporting import bland_altman_figure, csv_text, difference_maps_figure, md_table
 from mrfviewer.roi import label_statistics
@@ -37,7 +37,6 @@ from mrfviewer.volume import SlabSource
 PARAMS = ("T1", "T2", "T1rho")
 TISSUE_ROI = "tissue (mask)"
 MAX_LIMIT_PCT = 50.0  # ROIs with more DM voxels at a dictionary bound are left out of the agreement
-_NOMINAL = {t.name: {"T1": t.t1_ms, "T2": t.t2_ms, "T1rho": t.t1rho_ms} for t in KNEE_TISSUES.values()}
 
 
 @dataclass
@@ -143,6 +142,7 @@ def compare_source(
         for label in np.unique(labels[labels > 0])
     }
     for d, n in zip(dm_stats, nn_stats, strict=True):
+        tissue = knee_tissue(d.label)
         rows.append(
             {
                 **base,
@@ -155,7 +155,7 @@ def compare_source(
                 "NN_sd": n.sd,
                 "NN_minus_DM_pct": 100 * (n.mean / d.mean - 1) if d.mean else float("nan"),
                 "DM_at_range_limit_pct": limit_pct[d.label],
-                "nominal": _NOMINAL.get(d.label, {}).get(d.map, ""),
+                "nominal": tissue.value(d.map) if tissue is not None else "",
             }
         )
     in_rois = (labels > 0) & ~at_limit

@@ -65,6 +65,10 @@ class Tissue:
     t1rho_ms: float
     pd: float
 
+    def value(self, param: str) -> float:
+        """The nominal value of ``param``: T1, T2, T1rho (ms) or PD."""
+        return {"T1": self.t1_ms, "T2": self.t2_ms, "T1rho": self.t1rho_ms, "PD": self.pd}[param]
+
 
 KNEE_TISSUES: dict[int, Tissue] = {
     1: Tissue("femur marrow", 380, 55, 65, 0.9),
@@ -81,6 +85,12 @@ KNEE_TISSUES: dict[int, Tissue] = {
     12: Tissue("patellar cartilage", 1200, 35.0, 46, 0.8),
 }
 CARTILAGE_LABELS = (8, 9, 10, 11, 12)
+_KNEE_BY_NAME = {t.name: t for t in KNEE_TISSUES.values()}
+
+
+def knee_tissue(name: str) -> Tissue | None:
+    """The knee tissue called ``name`` (ROIs of any series named like ours), or None."""
+    return _KNEE_BY_NAME.get(name)
 
 
 @dataclass

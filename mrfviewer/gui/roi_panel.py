@@ -8,10 +8,9 @@ from matplotlib.path import Path as PolygonPath
 from PySide6 import QtCore, QtWidgets
 
 from mrfviewer.phantom_fit import SphereTemplate, fit_nist_template
-from mrfviewer.phantoms import KNEE_TISSUES, NIST_T2_ARRAY, nist_sphere_centres_mm
+from mrfviewer.phantoms import NIST_T2_ARRAY, knee_tissue, nist_sphere_centres_mm
 from mrfviewer.roi import RoiStats, roi_statistics
 
-_KNEE_BY_NAME = {t.name: t for t in KNEE_TISSUES.values()}
 TABLE_COLUMNS = ("ROI", "map", "unit", "n", "mean", "SD", "median", "reference", "error %")
 _TEMPLATE_MM = 140.0  # side of the template's square in mm
 
@@ -247,10 +246,8 @@ class RoiPanel(QtWidgets.QWidget):
         truth = self._truth.get(map_name)
         if truth is not None and mask is not None and truth.shape == mask.shape and mask.any():
             return float(np.mean(truth[mask]))
-        tissue = _KNEE_BY_NAME.get(label)
-        if tissue is None:
-            return None
-        return float({"T1": tissue.t1_ms, "T2": tissue.t2_ms, "T1rho": tissue.t1rho_ms, "PD": tissue.pd}[map_name])
+        tissue = knee_tissue(label)
+        return None if tissue is None else float(tissue.value(map_name))
 
     def refresh(self) -> None:
         masks = self.masks()
