@@ -107,6 +107,20 @@ def _grid(args: argparse.Namespace):
     return load_grid(args.grid) if getattr(args, "grid", None) else default_knee_grid()
 
 
+def _reconstruction_settings(args: argparse.Namespace):  # noqa: ANN202 - keeps reconstruction unimported
+    """The reconstruction settings of ``reconstruct`` and ``batch`` (batch has no --rank)."""
+    from mrfviewer.reconstruction import ReconstructionSettings
+
+    return ReconstructionSettings(
+        method=args.method,
+        mask_threshold=args.mask_threshold,
+        memory_mb=args.memory_mb,
+        refine=not args.no_refine,
+        rank=getattr(args, "rank", None),
+        nn_precision=args.nn_precision,
+    )
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     if not args.quiet:
         print(text, file=sys.stderr)
@@ -218,7 +232,7 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.dictionary import load_dictionary
     from mrfviewer.io.atomic import check_writable_target
     from mrfviewer.io.export import export_all
-    from mrfviewer.reconstruction import ReconstructionSettings, reconstruct
+    from mrfviewer.reconstruction import reconstruct
 
     series = _open_input_source(args)
     output = Path(args.output)
@@ -226,14 +240,7 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
         raise MRFError("refusing to write into the input's folder; choose another --output")
     for stem in ["T1map", "T2map", "T1rhomap", "PDmap"]:
         check_writable_target(output / f"{stem}.nii.gz", args.overwrite)  # fail before the long work
-    settings = ReconstructionSettings(
-        method=args.method,
-        mask_threshold=args.mask_threshold,
-        memory_mb=args.memory_mb,
-        refine=not args.no_refine,
-        rank=args.rank,
-        nn_precision=args.nn_precision,
-    )
+    settings = _reconstruction_settings(args)
     dictionary = load_dictionary(args.dictionary) if args.dictionary and args.method == "dm" else None
     model = None
     if args.method == "nn" and args.model:
@@ -276,18 +283,11 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
 
 def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.batch import SUMMARY, find_cohort, run_batch
-    from mrfviewer.reconstruction import ReconstructionSettings
 
     root, output = Path(args.cohort), Path(args.output)
     if output.resolve() == root.resolve():
         raise MRFError("refusing to write into the cohort folder itself; choose another --output")
-    settings = ReconstructionSettings(
-        method=args.method,
-        mask_threshold=args.mask_threshold,
-        memory_mb=args.memory_mb,
-        refine=not args.no_refine,
-        nn_precision=args.nn_precision,
-    )
+    settings = _reconstruction_settings(args)
     settings.validate()
     with _progress_bar("scan cohort", not args.quiet) as progress:
         items = find_cohort(root, progress=progress, cancel=cancel)
