@@ -55,6 +55,7 @@ class FingerprintPlot(QtWidgets.QWidget):
         self._curves: dict[str, tuple[np.ndarray, str]] = {}
         self._marker_lines: list[pg.InfiniteLine] = []
         self.items: dict[str, pg.PlotDataItem] = {}
+        self._legend_text: dict[str, str] = {}  # legend entries now shown: curve key -> text
 
     def set_markers(self, markers: list[tuple[int, str]]) -> None:
         """Preparation blocks as (first time point after the block, label); drawn once.
@@ -140,7 +141,7 @@ class FingerprintPlot(QtWidgets.QWidget):
         for key, item in self.items.items():
             if key not in shown:
                 item.setVisible(False)
-        previous = getattr(self, "_legend_text", {})
+        previous = self._legend_text
         if list(shown) != list(previous):
             self.legend.clear()
             for key, text in shown.items():
