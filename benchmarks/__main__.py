@@ -277,10 +277,10 @@ def bench_gui_click(quick: bool) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6 import QtCore, QtTest, QtWidgets
 
+    from mrfviewer import pipeline
     from mrfviewer.dictionary import get_dictionary
     from mrfviewer.gui.main_window import MainWindow
     from mrfviewer.phantoms import knee_phantom
-    from mrfviewer.reconstruction import reconstruct_dm
     from mrfviewer.synthesis import synthesize_series
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
@@ -292,11 +292,10 @@ def bench_gui_click(quick: bool) -> dict:
         window = MainWindow(settings)
         window.resize(1280, 800)
         window.show()
-        window.series = series
-        window._show_series()
-        window._dictionary = dictionary
-        window.maps = {"dm": reconstruct_dm(series, dictionary)}
-        window._show_maps("dm")
+        source = pipeline.input_from_series(series)
+        window.session.open(source)
+        estimator = pipeline.DictionaryMatching(dictionary)
+        window.session.add_result(pipeline.run(source, estimator), estimator)
         app.processEvents()
         view, graphics = window.map_view.first_view(), window.map_view.graphics
         rng = np.random.default_rng(4)
@@ -314,7 +313,7 @@ def bench_gui_click(quick: bool) -> dict:
             window.fingerprint.repaint()  # what the user sees: the plot drawn, not only its data set
             app.processEvents()
             (clicks if i < n else travel_clicks).append(time.perf_counter() - start)
-            assert window._clicked == (0, y, x)
+            assert window.session.pixel == (0, y, x)
             start = time.perf_counter()
             window.fingerprint.plot.update()
             window.fingerprint.repaint()
@@ -350,18 +349,23 @@ def bench_batch_speedup(quick: bool) -> dict:
     """
     from distributed import LocalCluster
 
-    from mrfviewer.batch import find_cohort, run_batch
+    from mrfviewer.batch import run_batch
     from mrfviewer.dictionary import get_dictionary
     from mrfviewer.io.series_h5 import write_series_h5
     from mrfviewer.phantoms import knee_phantom
-    from mrfviewer.reconstruction import ReconstructionSettings
+    from mrfviewer.pipeline import EstimatorCache, EstimatorChoice, find_cohort
+    from mrfviewer.settings import ReconstructionSettings
     from mrfviewer.synthesis import synthesize_series
 
     seq = load_sequence(default_sequence_path())
-    dictionary = get_dictionary(seq, _knee_grid(10))
+    grid = _knee_grid(10)
+    dictionary = get_dictionary(seq, grid)
     n_series, size = (4, 64) if quick else (12, 128)
     rows = []
+    cache = EstimatorCache()  # the driver builds the dictionary once, outside the timed runs
     with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "grid.json").write_text(grid.to_json())
+        choice = EstimatorChoice(grid=Path(tmp) / "grid.json")
         for i in range(n_series + 2):
             cohort = "warmup" if i >= n_series else "cohort"
             series = synthesize_series(knee_phantom((size, size)), seq, snr=50, seed=i)
@@ -373,9 +377,11 @@ def bench_batch_speedup(quick: bool) -> dict:
             ) as cluster:
                 address = cluster.scheduler_address
                 settings = ReconstructionSettings()
-                run_batch(warmup, dictionary, Path(tmp) / f"warm{workers}", settings, scheduler=address)
+                run_batch(warmup, choice, Path(tmp) / f"warm{workers}", settings, scheduler=address, cache=cache)
                 start = time.perf_counter()
-                results = run_batch(items, dictionary, Path(tmp) / f"out{workers}", settings, scheduler=address)
+                results = run_batch(
+                    items, choice, Path(tmp) / f"out{workers}", settings, scheduler=address, cache=cache
+                )
                 seconds = time.perf_counter() - start
                 control = _gemm_control(address, 2 * workers)
             assert all(r.status == "done" for r in results), [r.message for r in results]
@@ -412,7 +418,8 @@ def bench_volume_memory(quick: bool) -> dict:
     from mrfviewer.dictionary import get_dictionary
     from mrfviewer.io.series_h5 import write_series_h5
     from mrfviewer.phantoms import knee_phantom
-    from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_dm
+    from mrfviewer.reconstruction import reconstruct_dm
+    from mrfviewer.settings import ReconstructionSettings
     from mrfviewer.synthesis import synthesize_series
     from mrfviewer.volume import open_h5_source
 

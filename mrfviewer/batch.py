@@ -1,18 +1,18 @@
 """Cohort batch processing on dask.distributed: every MRF series under a folder, one task each.
 
-The dictionary (DM) or network (NN) is scattered to the workers once and every
-task receives a reference to it. A task reconstructs one series slab by slab
-(:mod:`mrfviewer.volume`), exports its maps and ROI statistics into
-``OUT/<subject>/<series>.partial`` and renames that folder to its final name
-only when everything is written, with a ``done.json`` recording the settings.
-A later run skips series whose ``done.json`` matches its settings (resume); a
-failing series is reported in the summary and never stops the others.
+Series are grouped by what their estimator must fit, (sequence, signal type): each group
+gets one dictionary (DM) or one checked network (NN), built in the driver and scattered
+to the workers once; every task receives a reference to its group's estimator. A task
+opens, reconstructs and exports one series through :mod:`mrfviewer.pipeline` into
+``OUT/<subject>/<series>.partial`` and renames that folder to its final name only when
+everything is written, with a ``done.json`` recording the settings. A later run skips
+series whose ``done.json`` matches its settings (resume); a failing series (or a group
+whose estimator cannot be built) is reported in the summary and never stops the others.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import logging
@@ -23,15 +23,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import h5py
-import numpy as np
-
-from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
+from mrfviewer import pipeline
+from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report, scaled
 from mrfviewer.errors import Cancelled, MRFError
 from mrfviewer.io.atomic import atomic_write_text
-from mrfviewer.io.names import safe_name
-from mrfviewer.reconstruction import ReconstructionSettings
-from mrfviewer.volume import SlabSource
+from mrfviewer.pipeline import CohortItem, Estimator, EstimatorChoice, ReconstructionSettings
+from mrfviewer.sequence import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +39,7 @@ SCHEDULER_TIMEOUT_S = 20
 SUMMARY_COLUMNS = (
     "subject",
     "series",
+    "input",
     "status",
     "message",
     "method",
@@ -57,21 +55,6 @@ SUMMARY_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class CohortItem:
-    """One MRF series of a cohort: a DICOM series (folder + UID) or an HDF5 series file."""
-
-    subject: str
-    name: str
-    path: Path
-    series_uid: str | None = None
-    labels: Path | None = None
-    partner_folders: tuple[Path, ...] = ()  # folders of the phase partner series, if elsewhere
-
-    def output_dir(self, root: Path) -> Path:
-        return root / safe_name(self.subject, "subject") / safe_name(self.name, "series")
-
-
 @dataclass
 class ItemResult:
     """What became of one series: status ``done``, ``skipped`` (finished before) or ``failed``."""
@@ -84,74 +67,8 @@ class ItemResult:
     rows: list[dict] = field(default_factory=list)
 
 
-def _is_h5_series(path: Path) -> bool:
-    try:
-        with h5py.File(path, "r") as f:
-            return isinstance(f.get("series"), h5py.Dataset)
-    except OSError:
-        return False
-
-
-def find_cohort(
-    root: str | Path, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
-) -> list[CohortItem]:
-    """Every MRF series under ``root``: DICOM series (with phase partners) and HDF5 series files.
-
-    ``root`` may also be one HDF5 series file.
-    The subject is the DICOM PatientID (else the patient name) or, for HDF5 files,
-    the folder holding the file. A ``labels.nii.gz`` beside the images gives ROIs.
-    """
-    from mrfviewer.io.dicom_read import partner_series, scan_folder
-
-    root = Path(root)
-    if root.is_file():  # one HDF5 series
-        if not _is_h5_series(root):
-            raise MRFError(f"{root} is neither a folder nor an HDF5 MRF series")
-        labels = root.parent / "labels.nii.gz"
-        return [CohortItem(root.parent.name or root.stem, root.stem, root, None, labels if labels.exists() else None)]
-    scan = scan_folder(root, progress=progress, cancel=cancel)
-    items = []
-    for info in scan.mrf_series():
-        if info.components == {"P"}:
-            continue  # phase partners travel with their magnitude series
-        first = info.first
-        number = f"{first.series_number}_" if first.series_number not in (None, -1) else ""
-        labels = info.folder / "labels.nii.gz"
-        # Partner folders outside the series folder (a scan of the series folder already covers its subfolders).
-        partners = tuple(
-            sorted({p.folder for p in partner_series(scan, info) if not p.folder.is_relative_to(info.folder)})
-        )
-        items.append(
-            CohortItem(
-                subject=first.patient_id or first.patient,
-                name=f"{number}{first.series_description or info.uid}",
-                path=info.folder,
-                series_uid=info.uid,
-                labels=labels if labels.exists() else None,
-                partner_folders=partners,
-            )
-        )
-    for path in sorted(root.rglob("*.h5")):
-        if _is_h5_series(path):
-            labels = path.parent / "labels.nii.gz"
-            subject = path.parent.name if path.parent != root else path.stem
-            items.append(CohortItem(subject, path.stem, path, None, labels if labels.exists() else None))
-    return _unique_outputs(sorted(items, key=lambda i: (i.subject, i.name, str(i.path))))
-
-
-def _unique_outputs(items: list[CohortItem]) -> list[CohortItem]:
-    """Give series that would share an output folder (same subject and name) a suffix: -2, -3, ..."""
-    seen: dict[tuple[str, str], int] = {}
-    out = []
-    for item in items:
-        key = (safe_name(item.subject, "subject"), safe_name(item.name, "series"))
-        seen[key] = seen.get(key, 0) + 1
-        out.append(item if seen[key] == 1 else dataclasses.replace(item, name=f"{item.name}-{seen[key]}"))
-    return out
-
-
-def _settings_key(settings: ReconstructionSettings, shared_identity: str, units: str) -> dict:
-    return {"settings": asdict(settings), "shared": shared_identity, "units": units}
+def _settings_key(settings: ReconstructionSettings, identity: str, units: str) -> dict:
+    return {"settings": asdict(settings), "shared": identity, "units": units}
 
 
 def _read_rows(csv_path: Path) -> list[dict]:
@@ -161,77 +78,51 @@ def _read_rows(csv_path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def open_item(item: CohortItem) -> tuple[SlabSource, np.ndarray | None, dict[int, str]]:
-    """The series of ``item`` as a slab source, with its label map and names (None: no labels).
-
-    Labels come from ``labels.nii.gz`` beside the images, else from the series itself (HDF5).
-    """
-    from mrfviewer.io.dicom_read import scan_folders
-    from mrfviewer.io.export import load_label_map
-    from mrfviewer.volume import open_dicom_source, open_h5_source
-
-    if item.path.is_dir():
-        scan = scan_folders([item.path, *item.partner_folders])
-        source = open_dicom_source(item.path, None, item.series_uid, scan=scan)
-    else:
-        source = open_h5_source(item.path)
-    if source.sequence is None:
-        raise MRFError(f"{item.path} names no sequence (no mrf_sequence.json beside the images)")
-    labels, names = source.labels, source.label_names
-    if item.labels is not None:
-        labels, names = load_label_map(item.labels, source.spatial_shape, source.geometry)
-    return source, labels, names
-
-
 def process_item(
     item: CohortItem,
-    shared: object,
+    estimator: Estimator,
     output_root: str | Path,
     settings: ReconstructionSettings,
     units: str = "ms",
     redo: bool = False,
+    sequence: Sequence | None = None,
 ) -> ItemResult:
     """Reconstruct and export one series (runs on a dask worker); never raises for bad input."""
-    from mrfviewer.io.export import export_all
-    from mrfviewer.reconstruction import reconstruct_dm, reconstruct_nn
-
     start = time.perf_counter()
     final = item.output_dir(Path(output_root))
-    identity = shared.key if settings.method == "dm" else shared.identity  # type: ignore[attr-defined]
-    key = _settings_key(settings, identity, units)
+    key = _settings_key(settings, estimator.identity, units)
     done_file = final / DONE
     try:
         if done_file.exists():
             previous = json.loads(done_file.read_text(encoding="utf-8"))
-            if previous.get("key") == key and not redo:
+            finished = previous.get("key") == key and not previous.get("failed_formats")
+            if finished and not redo:
                 rows = _read_rows(final / "roi_stats.csv")
                 return ItemResult(item, "skipped", "finished in an earlier run", 0.0, str(final), rows)
-            if not redo:
+            if previous.get("key") != key and not redo:
                 raise MRFError(f"{final} holds results of other settings; use --redo or another --output")
         elif final.exists():
             raise MRFError(f"{final} exists but is not a finished batch result; not replacing it")
-        source, labels, names = open_item(item)
-        if settings.method == "dm":
-            maps = reconstruct_dm(source, shared, settings)  # type: ignore[arg-type]
-        else:
-            maps = reconstruct_nn(source, shared, settings)  # type: ignore[arg-type]
+        source = pipeline.open_item(item, sequence)
+        maps = pipeline.run(source, estimator, settings)
         partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run: ours to remove
-        export_all(
-            maps,
-            partial,
-            units=units,
-            source_files=source.source_files or None,
-            labels=labels,
-            label_names=names,
-        )
+        exported = pipeline.export(maps, partial, input=source, units=units)
         seconds = time.perf_counter() - start
-        record = {"key": key, "source": str(item.path), "seconds": seconds, "voxels": int(maps.mask.sum())}
+        record = {
+            "key": key,
+            "source": str(item.path),
+            "seconds": seconds,
+            "voxels": int(maps.mask.sum()),
+            "failed_formats": exported.failed,
+        }
         atomic_write_text(partial / DONE, json.dumps(record, indent=2))
-        if final.exists():  # only with --redo: the old results go once the new ones are complete
+        if final.exists():  # only with --redo or after a partial export: the old results go now
             shutil.rmtree(final)
         os.replace(partial, final)
         rows = _read_rows(final / "roi_stats.csv")
+        if exported.failed:
+            return ItemResult(item, "failed", exported.failure_text(), seconds, str(final), rows)
         return ItemResult(item, "done", f"{int(maps.mask.sum())} voxels", seconds, str(final), rows)
     except MRFError as exc:
         return ItemResult(item, "failed", str(exc), time.perf_counter() - start)
@@ -249,6 +140,7 @@ def summary_csv(results: list[ItemResult], method: str) -> str:
         base = {
             "subject": r.item.subject,
             "series": r.item.name,
+            "input": r.item.relative or str(r.item.path),
             "status": r.status,
             "message": r.message,
             "method": method,
@@ -286,39 +178,69 @@ def _client(scheduler: str | None, n_workers: int | None):
 
 def run_batch(
     items: list[CohortItem],
-    shared: object,
+    choice: EstimatorChoice,
     output: str | Path,
     settings: ReconstructionSettings,
     *,
+    sequence: Sequence | None = None,
     units: str = "ms",
     redo: bool = False,
     scheduler: str | None = None,
     n_workers: int | None = None,
+    cache: pipeline.EstimatorCache | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     on_result: Callable[[ItemResult], None] | None = None,
 ) -> list[ItemResult]:
     """Process ``items`` on dask (a LocalCluster of ``n_workers`` processes, or ``scheduler``).
 
-    ``shared`` is the :class:`~mrfviewer.dictionary.Dictionary` (DM) or the loaded
-    network (NN); it is sent to the workers once. Writes ``OUT/cohort_summary.csv``.
+    One estimator of ``choice`` per (sequence, signal) group is built here (``sequence``
+    overrides every series' own) and sent to the workers once. Writes
+    ``OUT/cohort_summary.csv``.
     """
     settings.validate()
     output = Path(output)
     if not items:
         raise MRFError("no MRF series found in the cohort folder")
     check_cancel(cancel)
+    groups, unknown = pipeline.group_by_key(items, sequence)
+    results = [ItemResult(item, "failed", message) for item, message in unknown]
+    estimators: dict[tuple[str, str], Estimator] = {}
+    for i, (key, (seq, members)) in enumerate(groups.items()):
+        check_cancel(cancel)
+        step = scaled(progress, 0.3 * i / len(groups), 0.3 * (i + 1) / len(groups))
+        report(step, 0.0, f"estimator for sequence '{seq.name}' ({key[1]}, {len(members)} series)")
+        try:
+            estimators[key] = pipeline.make_estimator(choice, seq, key[1], cache=cache, progress=step, cancel=cancel)
+        except MRFError as exc:
+            results += [ItemResult(item, "failed", str(exc)) for item in members]
+    for result in results:
+        if on_result is not None:
+            on_result(result)
+    todo = [(key, item) for key, (_, members) in groups.items() if key in estimators for item in members]
+    if todo:
+        results += _run_on_dask(
+            todo, estimators, output, settings, sequence, units, redo, scheduler, n_workers, progress, cancel, on_result
+        )
+    results.sort(key=lambda r: (r.item.subject, r.item.name))
+    atomic_write_text(output / SUMMARY, summary_csv(results, settings.method), overwrite=True)
+    return results
+
+
+def _run_on_dask(
+    todo, estimators, output, settings, sequence, units, redo, scheduler, n_workers, progress, cancel, on_result
+) -> list[ItemResult]:  # noqa: ANN001 - private, see run_batch
     client, cluster = _client(scheduler, n_workers)
     from distributed import as_completed
 
     results: list[ItemResult] = []
     try:
-        shared_future = client.scatter(shared, broadcast=True)
+        shared = {key: client.scatter(est, broadcast=True) for key, est in estimators.items()}
         futures = [
-            client.submit(process_item, item, shared_future, str(output), settings, units, redo, pure=False)
-            for item in items
+            client.submit(process_item, item, shared[key], str(output), settings, units, redo, sequence, pure=False)
+            for key, item in todo
         ]
-        report(progress, 0.0, f"{len(items)} series on {len(client.scheduler_info()['workers'])} worker(s)")
+        report(progress, 0.3, f"{len(todo)} series on {len(client.scheduler_info()['workers'])} worker(s)")
         pending = as_completed(futures)
         while not pending.is_empty():
             if cancel is not None and cancel.cancelled:
@@ -334,7 +256,7 @@ def run_batch(
                 if on_result is not None:
                     on_result(result)
                 done = f"{result.item.subject}/{result.item.name}: {result.status}"
-                report(progress, len(results) / len(items), done)
+                report(progress, 0.3 + 0.7 * len(results) / len(todo), done)
     finally:
         client.close()
         if cluster is not None:
@@ -342,8 +264,6 @@ def run_batch(
     if cancel is not None and cancel.cancelled:
         _remove_partials(output)
         raise Cancelled("cancelled by the user")
-    results.sort(key=lambda r: (r.item.subject, r.item.name))
-    atomic_write_text(output / SUMMARY, summary_csv(results, settings.method), overwrite=True)
     return results
 
 

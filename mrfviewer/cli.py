@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mrfviewer import __version__
-from mrfviewer.engine import CancelToken, ProgressCallback
+from mrfviewer.engine import CancelToken
 from mrfviewer.errors import Cancelled, MRFError
 from mrfviewer.nn import PRECISIONS
 
@@ -40,38 +40,11 @@ Without --sequence the shipped knee T1/T2/T1rho sequence is used
 """
 
 
-@contextlib.contextmanager
-def _progress_bar(label: str, enabled: bool = True) -> Iterator[ProgressCallback]:
-    """A tqdm bar on stderr driven by a core progress callback (fraction, message)."""
-    if not enabled:
-        yield lambda fraction, message: None
-        return
-    from tqdm import tqdm
+def _progress_bar(label: str, enabled: bool = True):  # noqa: ANN202 - a context manager of a callback
+    """Progress on stderr: a bar on a terminal, timestamped lines elsewhere (see mrfviewer.progress)."""
+    from mrfviewer.progress import progress_reporter
 
-    # disable=None: no bar when stderr is not a terminal (logs, CI, pipes).
-    bar = tqdm(
-        total=1000,
-        desc=label,
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
-        file=sys.stderr,
-        leave=False,
-        disable=None,
-    )
-    last = [0.0]
-
-    def update(fraction: float, message: str) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.2 and fraction < 1.0:  # redraw at most 5 times a second
-            return
-        last[0] = now
-        bar.n = int(round(fraction * 1000))
-        bar.set_postfix_str(message[:40], refresh=False)
-        bar.refresh()
-
-    try:
-        yield update
-    finally:
-        bar.close()
+    return progress_reporter(label, enabled)
 
 
 @contextlib.contextmanager
@@ -107,9 +80,9 @@ def _grid(args: argparse.Namespace):
     return load_grid(args.grid) if getattr(args, "grid", None) else default_knee_grid()
 
 
-def _reconstruction_settings(args: argparse.Namespace):  # noqa: ANN202 - keeps reconstruction unimported
+def _reconstruction_settings(args: argparse.Namespace):  # noqa: ANN202 - keeps the core unimported
     """The reconstruction settings of ``reconstruct`` and ``batch`` (batch has no --rank)."""
-    from mrfviewer.reconstruction import ReconstructionSettings
+    from mrfviewer.settings import ReconstructionSettings
 
     return ReconstructionSettings(
         method=args.method,
@@ -118,6 +91,19 @@ def _reconstruction_settings(args: argparse.Namespace):  # noqa: ANN202 - keeps 
         refine=not args.no_refine,
         rank=getattr(args, "rank", None),
         nn_precision=args.nn_precision,
+    )
+
+
+def _choice(args: argparse.Namespace, method: str | None = None):  # noqa: ANN202 - keeps the core unimported
+    """What the user chose to estimate with: --method with --grid / --dictionary or --model."""
+    from mrfviewer.pipeline import EstimatorChoice
+
+    method = method or args.method
+    return EstimatorChoice(
+        method=method,
+        grid=Path(args.grid) if getattr(args, "grid", None) and method == "dm" else None,
+        dictionary_file=Path(args.dictionary) if getattr(args, "dictionary", None) and method == "dm" else None,
+        model=args.model if getattr(args, "model", None) and method == "nn" else None,
     )
 
 
@@ -193,7 +179,7 @@ def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
         )
     if args.format == "dicom":
         from mrfviewer.io.dicom_write import write_mrf_dicom
-        from mrfviewer.io.export import save_label_map
+        from mrfviewer.pipeline import write_label_map
 
         output = Path(args.output)
         with _progress_bar("write DICOM", not args.quiet) as progress:
@@ -207,7 +193,7 @@ def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
                 cancel=cancel,
             )
         affine = series.geometry.affine_ras(series.spatial_shape[0])
-        save_label_map(phantom.labels, phantom.label_names, output / "labels.nii.gz", affine, args.overwrite)
+        write_label_map(phantom.labels, phantom.label_names, output / "labels.nii.gz", affine, args.overwrite)
         _say(args, f"wrote DICOM magnitude and phase series of the {phantom.name} and labels.nii.gz to {output}")
         return 0
     write_series_h5(series, args.output, overwrite=args.overwrite)
@@ -215,102 +201,63 @@ def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
     return 0
 
 
-def _open_input_source(args: argparse.Namespace):
-    """The input as a slab source: DICOM headers or the HDF5 header are read now, pixels slab by slab later."""
-    from mrfviewer.volume import open_source
-
-    path = Path(args.input)
-    sequence = _sequence(args) if args.sequence else None
-    source = open_source(path, sequence, args.series)
-    if source.sequence is None:
-        hint = "no mrf_sequence.json beside the images" if path.is_dir() else "names no sequence"
-        raise MRFError(f"{path} has {hint}: give the sequence with --sequence SEQ.json")
-    return source
-
-
 def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
-    from mrfviewer.dictionary import load_dictionary
-    from mrfviewer.io.atomic import check_writable_target
-    from mrfviewer.io.export import export_all
-    from mrfviewer.reconstruction import reconstruct
+    from mrfviewer import pipeline
 
-    series = _open_input_source(args)
-    output = Path(args.output)
-    if output.resolve() == Path(args.input).resolve().parent and not args.overwrite:
-        raise MRFError("refusing to write into the input's folder; choose another --output")
-    for stem in ["T1map", "T2map", "T1rhomap", "PDmap"]:
-        check_writable_target(output / f"{stem}.nii.gz", args.overwrite)  # fail before the long work
     settings = _reconstruction_settings(args)
-    dictionary = load_dictionary(args.dictionary) if args.dictionary and args.method == "dm" else None
-    model = None
-    if args.method == "nn" and args.model:
-        from mrfviewer.nn.model_io import load_model, resolve_model_path
-
-        model = load_model(resolve_model_path(args.model))
+    settings.validate()
+    choice = _choice(args)
+    choice.validate()
+    # Everything that can be checked is checked before the long work: input, labels, output.
+    source = pipeline.open_input(
+        args.input, sequence=args.sequence, series_uid=args.series, labels=args.labels, cancel=cancel
+    )
+    formats = pipeline.default_formats(source)
+    output = Path(args.output)
+    pipeline.check_output(output, formats, pipeline.planned_outputs(choice), overwrite=args.overwrite, input=source)
+    if source.labels is not None and source.labels.note:
+        _say(args, f"note: {source.labels.note}")
     start = time.perf_counter()
     with _progress_bar(f"reconstruct ({args.method})", not args.quiet) as progress:
-        maps = reconstruct(
-            series, settings, grid=_grid(args), dictionary=dictionary, model=model, progress=progress, cancel=cancel
-        )
+        maps, _ = pipeline.reconstruct_input(source, choice, settings, progress=progress, cancel=cancel)
     elapsed = time.perf_counter() - start
-    labels, names = series.labels, series.label_names
-    if args.labels:
-        from mrfviewer.io.export import load_label_map
-
-        labels, names = load_label_map(args.labels, series.spatial_shape, series.geometry)
-    elif labels is None and Path(args.input).is_dir() and (Path(args.input) / "labels.nii.gz").exists():
-        from mrfviewer.io.export import load_label_map
-
-        labels, names = load_label_map(Path(args.input) / "labels.nii.gz", series.spatial_shape)
-    written = export_all(
-        maps,
-        output,
-        units=args.units,
-        overwrite=args.overwrite,
-        source_files=series.source_files or None,
-        labels=labels,
-        label_names=names,
-        cancel=cancel,
+    report = pipeline.export(
+        maps, output, formats, input=source, units=args.units, overwrite=args.overwrite, cancel=cancel
     )
     n = int(maps.mask.sum())
-    _say(args, f"reconstructed {n} voxels in {elapsed:.1f} s; wrote {len(written)} files to {output}")
-    edge = maps.settings.get("voxels_at_grid_edge", {})
+    _say(args, f"reconstructed {n} voxels in {elapsed:.1f} s; wrote {len(report.files)} files to {output}")
+    edge = maps.provenance.at_range_limit
     if edge:
         detail = ", ".join(f"{v} with {k} ms" if not k.startswith("B1") else f"{v} with {k}" for k, v in edge.items())
         _say(args, f"note: values at the dictionary's range limits (outside its range?): {detail}")
-    return 0
+    if report.failed:
+        print(f"mrfviewer: error: {report.failure_text()}", file=sys.stderr)
+    return EXIT_BAD_INPUT if report.failed else 0
 
 
 def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
-    from mrfviewer.batch import SUMMARY, find_cohort, run_batch
+    from mrfviewer.batch import SUMMARY, run_batch
+    from mrfviewer.pipeline import find_cohort
 
     root, output = Path(args.cohort), Path(args.output)
+    if not root.exists():
+        raise MRFError(f"not found: {root}")
     if output.resolve() == root.resolve():
         raise MRFError("refusing to write into the cohort folder itself; choose another --output")
+    if output.exists() and not output.is_dir():
+        raise MRFError(f"{output} exists and is not a folder; choose another --output")
     settings = _reconstruction_settings(args)
     settings.validate()
+    choice = _choice(args)
+    choice.validate()
+    sequence = _sequence(args) if args.sequence else None
     with _progress_bar("scan cohort", not args.quiet) as progress:
-        items = find_cohort(root, progress=progress, cancel=cancel)
+        items = find_cohort(root, subject_from=args.subject_from, progress=progress, cancel=cancel)
     if not items:
         raise MRFError(f"no MRF series found under {root}")
     _say(args, f"found {len(items)} MRF series of {len({i.subject for i in items})} subject(s)")
-    if args.method == "dm":
-        from mrfviewer.dictionary import DictionarySettings, get_dictionary, load_dictionary
 
-        shared: object
-        if args.dictionary:
-            shared = load_dictionary(args.dictionary)
-        else:
-            with _progress_bar("dictionary", not args.quiet) as progress:
-                shared = get_dictionary(
-                    _sequence(args), _grid(args), DictionarySettings(), progress=progress, cancel=cancel
-                )
-    else:
-        from mrfviewer.nn.model_io import default_model_path, load_model, resolve_model_path
-
-        shared = load_model(resolve_model_path(args.model) if args.model else default_model_path())
-
-    def tell(result) -> None:
+    def tell(result) -> None:  # noqa: ANN001 - an ItemResult
         if result.status == "failed":
             _say(args, f"failed: {result.item.subject}/{result.item.name}: {result.message}")
 
@@ -318,9 +265,10 @@ def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
     with _progress_bar(f"batch ({args.method})", not args.quiet) as progress:
         results = run_batch(
             items,
-            shared,
+            choice,
             output,
             settings,
+            sequence=sequence,
             units=args.units,
             redo=args.redo,
             scheduler=args.scheduler,
@@ -403,42 +351,42 @@ def cmd_study(args: argparse.Namespace, cancel: CancelToken) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, cancel: CancelToken) -> int:
-    from mrfviewer.dictionary import get_dictionary, load_dictionary
-    from mrfviewer.evaluation import EvaluationSettings, run_evaluation
     from mrfviewer.io.atomic import check_writable_target
-    from mrfviewer.nn.model_io import default_model_path, load_model, resolve_model_path
 
     if args.labels and not args.data:
         raise MRFError("--labels goes with --data (the label map of your series)")
-    model = load_model(resolve_model_path(args.model) if args.model else default_model_path())
-    sequence = _sequence(args) if args.sequence else None
     output = Path(args.output)
     check_writable_target(output / "report.md", args.overwrite)
+    if args.data:
+        return _evaluate_data(args, output, cancel)
+    from mrfviewer.dictionary import get_dictionary, load_dictionary
+    from mrfviewer.evaluation import EvaluationSettings, run_evaluation
+    from mrfviewer.nn.model_io import default_model_path, load_model, resolve_model_path
+
+    model = load_model(resolve_model_path(args.model) if args.model else default_model_path())
     with _progress_bar("evaluate", not args.quiet) as progress:
         if args.dictionary:
             dictionary = load_dictionary(args.dictionary)
         else:
-            from mrfviewer.resources import default_sequence_path
-            from mrfviewer.sequence import load_sequence
-
-            dictionary = get_dictionary(sequence or load_sequence(default_sequence_path()), _grid(args), cancel=cancel)
+            dictionary = get_dictionary(_sequence(args), _grid(args), cancel=cancel)
         if dictionary.sequence.hash != model.metadata["sequence_hash"]:
             raise MRFError(
                 f"the network {model.name} was trained for another sequence than the dictionary "
                 f"('{dictionary.sequence.name}')"
             )
-        if args.data:
-            return _evaluate_data(args, output, dictionary, model, progress, cancel)
         settings = EvaluationSettings.quick() if args.quick else EvaluationSettings()
         path = run_evaluation(output, dictionary, model, settings, progress=progress, cancel=cancel)
     _say(args, f"wrote {path}")
     return 0
 
 
-def _evaluate_data(args: argparse.Namespace, output: Path, dictionary, model, progress, cancel) -> int:  # noqa: ANN001
-    """``evaluate --data``: DM versus NN on the user's series; exit 2 if a series failed."""
-    from mrfviewer.batch import find_cohort
+def _evaluate_data(args: argparse.Namespace, output: Path, cancel: CancelToken) -> int:
+    """``evaluate --data``: DM versus NN on the user's series; exit 2 if a series failed.
+
+    The data, the label map and the output are checked before any dictionary is built.
+    """
     from mrfviewer.data_evaluation import run_data_evaluation, with_labels
+    from mrfviewer.pipeline import find_cohort
 
     data = Path(args.data)
     if not data.exists():
@@ -446,16 +394,18 @@ def _evaluate_data(args: argparse.Namespace, output: Path, dictionary, model, pr
     items = with_labels(find_cohort(data, cancel=cancel), Path(args.labels) if args.labels else None)
     if not items:
         raise MRFError(f"no MRF series found under {data}")
-    path, comparisons = run_data_evaluation(
-        output,
-        items,
-        dictionary,
-        model,
-        memory_mb=args.memory_mb,
-        overwrite=args.overwrite,
-        progress=progress,
-        cancel=cancel,
-    )
+    with _progress_bar("evaluate", not args.quiet) as progress:
+        path, comparisons = run_data_evaluation(
+            output,
+            items,
+            _choice(args, "dm"),
+            _choice(args, "nn"),
+            sequence=_sequence(args) if args.sequence else None,
+            memory_mb=args.memory_mb,
+            overwrite=args.overwrite,
+            progress=progress,
+            cancel=cancel,
+        )
     failed = [c for c in comparisons if c.status == "failed"]
     for c in failed:
         print(f"mrfviewer: series {c.path} failed: {c.message}", file=sys.stderr)
@@ -614,6 +564,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-refine", action="store_true", help="no sub-grid refinement")
     p.add_argument("--units", choices=["ms", "s"], default="ms", help="time units of NIfTI maps")
     p.add_argument("--redo", action="store_true", help="recompute series finished in an earlier run")
+    p.add_argument(
+        "--subject-from",
+        choices=["folder", "patientid"],
+        default="folder",
+        help="subject of a series: the first folder level below the cohort folder (default) or the DICOM PatientID",
+    )
     p.set_defaults(func=cmd_batch)
 
     p = add("train", "Train a network that maps fingerprints to T1, T2, T1rho (writes model.pt + model.json).")

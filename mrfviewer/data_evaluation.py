@@ -18,21 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mrfviewer import __version__
-from mrfviewer.batch import CohortItem, open_item
-from mrfviewer.dictionary import Dictionary
+from mrfviewer import __version__, pipeline
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report, scaled
 from mrfviewer.errors import MRFError
-from mrfviewer.evaluation import NN_PRECISION
 from mrfviewer.io.atomic import atomic_write_text, staged_folder
 from mrfviewer.metrics import bland_altman
-from mrfviewer.nn.model_io import LoadedModel
 from mrfviewer.phantoms import knee_tissue
-from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_dm, reconstruct_nn
+from mrfviewer.pipeline import CohortItem, DictionaryMatching, EstimatorChoice, Input, NeuralNetwork
 from mrfviewer.reporting import bland_altman_figure, csv_text, difference_maps_figure, md_table
-from mrfviewer.roi import label_statistics
-from mrfviewer.series import Series
-from mrfviewer.volume import SlabSource
+from mrfviewer.settings import EVALUATION_PRECISION, ReconstructionSettings
 
 PARAMS = ("T1", "T2", "T1rho")
 TISSUE_ROI = "tissue (mask)"
@@ -56,25 +50,10 @@ class SeriesComparison:
     figure: str = ""
 
 
-def dm_at_range_limit(values: dict[str, np.ndarray], dictionary: Dictionary) -> np.ndarray:
-    """Voxels whose DM T1, T2 or T1rho sits at a bound of the dictionary (clipped, not measured).
-
-    Such tissue (synovial fluid, say) lies outside the dictionary; NN extrapolates there
-    instead, so the two methods cannot agree and the agreement leaves these voxels out.
-    """
-    ranges = dictionary.grid.ranges()
-    out = np.zeros(values[PARAMS[0]].shape, dtype=bool)
-    for p in PARAMS:
-        lo, hi = ranges[p]
-        with np.errstate(invalid="ignore"):
-            out |= (values[p] <= lo * (1 + 1e-3)) | (values[p] >= hi * (1 - 1e-3))
-    return out
-
-
 def compare_series(
     item: CohortItem,
-    dictionary: Dictionary,
-    model: LoadedModel,
+    dm: DictionaryMatching,
+    nn: NeuralNetwork,
     output: Path,
     index: int,
     memory_mb: float = 64,
@@ -83,34 +62,20 @@ def compare_series(
 ) -> SeriesComparison:
     """:func:`compare_source` on a cohort item; a series that cannot be read -> ``failed``."""
     try:
-        source, labels, names = open_item(item)
+        source = pipeline.open_item(item)
     except MRFError as exc:
         return SeriesComparison(item.subject, item.name, str(item.path), "failed", str(exc))
     return compare_source(
-        source,
-        labels,
-        names,
-        item.subject,
-        item.name,
-        dictionary,
-        model,
-        output,
-        index,
-        memory_mb,
-        progress,
-        cancel,
-        path=str(item.path),
+        source, item.subject, item.name, dm, nn, output, index, memory_mb, progress, cancel, path=str(item.path)
     )
 
 
 def compare_source(
-    source: Series | SlabSource,
-    labels: np.ndarray | None,
-    names: dict[int, str],
+    source: Input,
     subject: str,
     name: str,
-    dictionary: Dictionary,
-    model: LoadedModel,
+    dm: DictionaryMatching,
+    nn: NeuralNetwork,
     output: Path,
     index: int = 0,
     memory_mb: float = 64,
@@ -118,25 +83,27 @@ def compare_source(
     cancel: CancelToken | None = None,
     path: str = "",
 ) -> SeriesComparison:
-    """Reconstruct a series with both methods and compare them per ROI (``labels`` None: all
+    """Reconstruct a series with both methods and compare them per ROI (its labels, else all
     tissue); writes its difference-map figure into ``output``. Bad input -> ``failed``."""
     try:
         t0 = time.perf_counter()
         dm_settings = ReconstructionSettings(memory_mb=memory_mb)
-        dm = reconstruct_dm(source, dictionary, dm_settings, progress=scaled(progress, 0.0, 0.8), cancel=cancel)
+        dm_maps = pipeline.run(source, dm, dm_settings, progress=scaled(progress, 0.0, 0.8), cancel=cancel)
         t1 = time.perf_counter()
-        nn_settings = ReconstructionSettings(method="nn", memory_mb=memory_mb, nn_precision=NN_PRECISION)
-        nn = reconstruct_nn(source, model, nn_settings, progress=scaled(progress, 0.8, 1.0), cancel=cancel)
+        nn_settings = ReconstructionSettings(method="nn", memory_mb=memory_mb, nn_precision=EVALUATION_PRECISION)
+        nn_maps = pipeline.run(source, nn, nn_settings, progress=scaled(progress, 0.8, 1.0), cancel=cancel)
         t2 = time.perf_counter()
     except MRFError as exc:
         return SeriesComparison(subject, name, path, "failed", str(exc))
-    if labels is None or not np.any(labels):
-        labels, names = dm.mask.astype(np.int32), {1: TISSUE_ROI}
-    at_limit = dm_at_range_limit(dm.values, dictionary)
+    if source.labels is None or not source.labels.labels():
+        labels, names = dm_maps.mask.astype(np.int32), {1: TISSUE_ROI}
+    else:
+        labels, names = source.labels.values, dict(source.labels.names)
+    at_limit = dm_maps.at_range_limit()
     base = {"subject": subject, "series": name}
     rows = []
-    dm_stats = label_statistics(dm, labels, names, list(PARAMS))
-    nn_stats = label_statistics(nn, labels, names, list(PARAMS))
+    dm_stats = pipeline.label_statistics(dm_maps, labels, names, list(PARAMS))
+    nn_stats = pipeline.label_statistics(nn_maps, labels, names, list(PARAMS))
     limit_pct = {
         names.get(label, f"label {label}"): 100 * float(at_limit[labels == label].mean())
         for label in np.unique(labels[labels > 0])
@@ -159,14 +126,15 @@ def compare_source(
             }
         )
     in_rois = (labels > 0) & ~at_limit
-    voxels = {p: (nn.values[p][in_rois], dm.values[p][in_rois]) for p in PARAMS}
+    voxels = {p: (nn_maps.values[p][in_rois], dm_maps.values[p][in_rois]) for p in PARAMS}
     z = int(np.argmax(in_rois.reshape(in_rois.shape[0], -1).sum(axis=1)))  # the slice with most ROI voxels
     figure = f"difference_maps_{index:03d}.png"
     output.mkdir(parents=True, exist_ok=True)
     difference_maps_figure(
-        {p: dm.values[p][z] for p in PARAMS}, {p: nn.values[p][z] for p in PARAMS}, PARAMS, output / figure
+        {p: dm_maps.values[p][z] for p in PARAMS}, {p: nn_maps.values[p][z] for p in PARAMS}, PARAMS, output / figure
     )
-    return SeriesComparison(subject, name, path, "done", "", rows, voxels, t1 - t0, t2 - t1, int(dm.mask.sum()), figure)
+    n_vox = int(dm_maps.mask.sum())
+    return SeriesComparison(subject, name, path, "done", "", rows, voxels, t1 - t0, t2 - t1, n_vox, figure)
 
 
 def _agreement(comparisons: list[SeriesComparison], output: Path) -> list[dict]:
@@ -197,37 +165,62 @@ def _agreement(comparisons: list[SeriesComparison], output: Path) -> list[dict]:
 def run_data_evaluation(
     output: Path,
     items: list[CohortItem],
-    dictionary: Dictionary,
-    model: LoadedModel,
+    dm_choice: EstimatorChoice,
+    nn_choice: EstimatorChoice,
     *,
+    sequence: object = None,
     memory_mb: float = 64,
     overwrite: bool = False,
+    cache: pipeline.EstimatorCache | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[Path, list[SeriesComparison]]:
     """Compare DM and NN on ``items`` and write ``report.md`` with CSV tables and PNG figures
-    into ``output``, all or nothing (a failure or cancel leaves none of its files)."""
+    into ``output``, all or nothing (a failure or cancel leaves none of its files).
+
+    Series are grouped by (sequence, signal type); each group gets its own dictionary and a
+    network checked against it. A group whose estimators cannot be built fails as a row.
+    """
     if not items:
         raise MRFError("no MRF series to evaluate")
-    comparisons = []
+    groups, unknown = pipeline.group_by_key(items, sequence)  # type: ignore[arg-type]
+    comparisons = [SeriesComparison(i.subject, i.name, str(i.path), "failed", m) for i, m in unknown]
+    estimators: dict[tuple[str, str], tuple[DictionaryMatching, NeuralNetwork]] = {}
+    for g, (key, (seq, members)) in enumerate(groups.items()):
+        step = scaled(progress, 0.4 * g / len(groups), 0.4 * (g + 1) / len(groups))
+        try:
+            dm = pipeline.make_estimator(dm_choice, seq, key[1], cache=cache, progress=step, cancel=cancel)
+            nn = pipeline.make_estimator(nn_choice, seq, key[1], cache=cache, cancel=cancel)
+        except MRFError as exc:
+            comparisons += [SeriesComparison(i.subject, i.name, str(i.path), "failed", str(exc)) for i in members]
+            continue
+        if not isinstance(dm, DictionaryMatching) or not isinstance(nn, NeuralNetwork):
+            raise MRFError("the comparison needs a DM and an NN estimator")
+        estimators[key] = (dm, nn)
+    todo = [(key, item) for key, (_, members) in groups.items() if key in estimators for item in members]
     with staged_folder(output, overwrite) as stage:
-        for i, item in enumerate(items):
+        for i, (key, item) in enumerate(todo):
             check_cancel(cancel)
-            report(progress, 0.95 * i / len(items), f"series {i + 1} of {len(items)}: {item.subject} / {item.name}")
-            part = scaled(progress, 0.95 * i / len(items), 0.95 * (i + 1) / len(items))
-            comparisons.append(compare_series(item, dictionary, model, stage, i, memory_mb, part, cancel))
+            lo, hi = 0.4 + 0.55 * i / len(todo), 0.4 + 0.55 * (i + 1) / len(todo)
+            report(progress, lo, f"series {i + 1} of {len(todo)}: {item.subject} / {item.name}")
+            dm, nn = estimators[key]
+            comparisons.append(compare_series(item, dm, nn, stage, i, memory_mb, scaled(progress, lo, hi), cancel))
         report(progress, 0.95, "agreement and report")
-        write_data_report(stage, comparisons, dictionary, model)
+        reference = next(iter(estimators.values()), None)
+        write_data_report(stage, comparisons, *(reference or (None, None)))
     report(progress, 1.0, "report written")
     return output / "report.md", comparisons
 
 
 def write_data_report(
-    output: Path, comparisons: list[SeriesComparison], dictionary: Dictionary, model: LoadedModel
+    output: Path,
+    comparisons: list[SeriesComparison],
+    dm: DictionaryMatching | None,
+    nn: NeuralNetwork | None,
 ) -> Path:
     """Agreement figures, ``series.csv``, ``rois.csv``, ``agreement.csv`` and ``report.md`` in ``output``."""
     done = [c for c in comparisons if c.status == "done"]
-    if not done:
+    if not done or dm is None or nn is None:
         reasons = "; ".join(f"{c.path}: {c.message}" for c in comparisons)
         raise MRFError(f"no series could be evaluated ({reasons})")
     output.mkdir(parents=True, exist_ok=True)
@@ -248,11 +241,12 @@ def write_data_report(
     atomic_write_text(output / "rois.csv", csv_text(roi_rows), overwrite=True)
     atomic_write_text(output / "agreement.csv", csv_text(agreement), overwrite=True)
     atomic_write_text(output / "series.csv", csv_text(timing), overwrite=True)
-    text = _report_text(comparisons, roi_rows, agreement, timing, dictionary, model, output)
+    text = _report_text(comparisons, roi_rows, agreement, timing, dm, nn, output)
     return atomic_write_text(output / "report.md", text, overwrite=True)
 
 
-def _report_text(comparisons, roi_rows, agreement, timing, dictionary, model, output: Path) -> str:  # noqa: ANN001
+def _report_text(comparisons, roi_rows, agreement, timing, dm, nn, output: Path) -> str:  # noqa: ANN001
+    dictionary, model = dm.dictionary, nn.model
     seq, meta = dictionary.sequence, model.metadata
     done = [c for c in comparisons if c.status == "done"]
     figures = "\n\n".join(f"**{c.subject} / {c.name}**\n\n![difference maps]({c.figure})" for c in done)
@@ -268,7 +262,7 @@ def _report_text(comparisons, roi_rows, agreement, timing, dictionary, model, ou
 
 {len(done)} of {len(comparisons)} series evaluated. Measured data have no ground truth: the
 tables compare the two methods with each other. "nominal" is the value our knee phantom
-uses for a tissue of the ROI's name (literature values, `shared/reference-values.md`), for
+uses for a tissue of the ROI's name (literature values, sources in `mrfviewer/phantoms.py`), for
 orientation only. ROIs: `labels.nii.gz` beside the images (or `--labels`), else the labels
 stored in the series, else all tissue voxels ("{TISSUE_ROI}").
 
@@ -276,7 +270,7 @@ stored in the series, else all tissue voxels ("{TISSUE_ROI}").
 * sequence: `{seq.name}` (hash {seq.hash}, {seq.n_timepoints} time points)
 * dictionary: {dictionary.describe()} (key {dictionary.key}); matching with sub-grid refinement
 * network: {model.identity}, trained on `{meta["sequence_name"]}`, SVD rank {meta["svd_rank"]}; \
-inference in {NN_PRECISION}
+inference in {EVALUATION_PRECISION}
 
 ## 1. Series
 

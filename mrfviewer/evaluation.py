@@ -28,7 +28,7 @@ from mrfviewer.metrics import bland_altman, error_summary, r_squared  # noqa: E4
 from mrfviewer.nn.inference import predict  # noqa: E402
 from mrfviewer.nn.model_io import LoadedModel  # noqa: E402
 from mrfviewer.phantoms import CARTILAGE_LABELS, knee_phantom, nist_phantom  # noqa: E402
-from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_dm, reconstruct_nn  # noqa: E402
+from mrfviewer.reconstruction import reconstruct_dm, reconstruct_nn  # noqa: E402
 from mrfviewer.reporting import (  # noqa: E402
     bland_altman_figure,
     csv_text,
@@ -38,14 +38,14 @@ from mrfviewer.reporting import (  # noqa: E402
 )
 from mrfviewer.roi import roi_statistics  # noqa: E402
 from mrfviewer.sampling import sample_parameters  # noqa: E402
+from mrfviewer.settings import EVALUATION_PRECISION, ReconstructionSettings  # noqa: E402
 from mrfviewer.simulation import simulate_fingerprints  # noqa: E402
 from mrfviewer.synthesis import add_noise, synthesize_series  # noqa: E402
 
 PARAMS = ("T1", "T2", "T1rho")
 KNEE_ROIS = (*CARTILAGE_LABELS, 7, 5)  # cartilage compartments, meniscus, muscle
 
-# The report measures the network as trained: float32 on every machine (see nn.inference).
-NN_PRECISION = "float32"
+NN_PRECISION = EVALUATION_PRECISION
 NN_SETTINGS = ReconstructionSettings(method="nn", nn_precision=NN_PRECISION)
 
 

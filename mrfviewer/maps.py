@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mrfviewer.provenance import Provenance
 from mrfviewer.series import Geometry
 
 #: Units of every map a method can return.
@@ -36,22 +37,27 @@ FILE_STEMS = {
 
 @dataclass
 class ParameterMaps:
-    """Maps (Z, Y, X) float32, NaN outside the mask, plus provenance.
+    """Maps (Z, Y, X) float32, NaN outside the mask, with their typed :class:`Provenance`.
 
     ``atom`` holds the best dictionary atom per voxel for dictionary matching
-    (-1 outside the mask or for other methods).
+    (-1 outside the mask; None for other methods), ``pd_phase`` the phase of the
+    complex PD (DM).
     """
 
     values: dict[str, np.ndarray]
     mask: np.ndarray
-    method: str
-    sequence_hash: str
-    source: str  # dictionary key or model identity
+    provenance: Provenance
     geometry: Geometry = field(default_factory=Geometry)
     atom: np.ndarray | None = None
     pd_phase: np.ndarray | None = None
-    series_uid: str = ""
-    settings: dict = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return self.provenance.method
+
+    @property
+    def series_uid(self) -> str:
+        return self.provenance.input.series_uid
 
     def unit(self, name: str) -> str:
         return UNITS.get(name, "")
@@ -59,3 +65,17 @@ class ParameterMaps:
     @property
     def names(self) -> list[str]:
         return list(self.values)
+
+    def at_range_limit(self) -> np.ndarray:
+        """Voxels whose T1, T2 or T1rho sits at a bound of the estimator's range (clipped, not measured).
+
+        DM cannot leave its dictionary: tissue outside it (synovial fluid, say) comes
+        back at a bound. For NN the training ranges are the bounds of what it knows.
+        """
+        out = np.zeros(self.mask.shape, dtype=bool)
+        for name, (lo, hi) in self.provenance.ranges.items():
+            if name not in self.values or lo == hi:
+                continue
+            with np.errstate(invalid="ignore"):
+                out |= (self.values[name] <= lo * (1 + 1e-3)) | (self.values[name] >= hi * (1 - 1e-3))
+        return out

@@ -33,9 +33,8 @@ from threadpoolctl import threadpool_limits
 from mrfviewer.dictionary import Dictionary
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
 from mrfviewer.errors import MRFError
+from mrfviewer.settings import DEFAULT_MEMORY_MB
 
-#: Default memory budget for the correlation blocks of matching, in MiB.
-DEFAULT_MEMORY_MB = 64
 #: Blocks larger than this gain nothing: the argmax pass then runs out of cache
 #: (measured: 7e8 voxel-atoms/s with 16 MiB blocks, 4e8 with 256 MiB).
 _FAST_BLOCK_MB = 16
@@ -283,7 +282,7 @@ def match_compressed(
         Optional (n,) relative B1 per voxel: each voxel is matched only against
         atoms at the grid B1 nearest to it.
     refine
-        Apply the sub-grid Gauss-Newton refinement.
+        Apply the sub-grid refinement (a quadratic with cross terms around the best atom).
     memory_mb
         Budget for the correlation blocks.
     """

@@ -1,47 +1,28 @@
-"""From a series to parameter maps: background mask, SVD projection, matching."""
+"""From a series to parameter maps: background mask, SVD projection, then DM or NN per slab.
+
+Front-ends do not call this module directly: :mod:`mrfviewer.pipeline` chooses the
+estimator for an input and calls :func:`reconstruct_dm` or :func:`reconstruct_nn`.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mrfviewer.dictionary import Dictionary, DictionarySettings, get_dictionary
+from mrfviewer.dictionary import Dictionary
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report, scaled
 from mrfviewer.errors import MRFError
-from mrfviewer.grid import ParameterGrid, default_knee_grid
 from mrfviewer.maps import ParameterMaps
 from mrfviewer.matching import DEFAULT_MEMORY_MB, match_compressed
 from mrfviewer.nn.inference import predict, resolve_precision
-from mrfviewer.nn.model_io import LoadedModel, default_model_path, load_model
+from mrfviewer.nn.model_io import LoadedModel
+from mrfviewer.provenance import DictionaryInfo, ModelInfo, Provenance
 from mrfviewer.series import Series
+from mrfviewer.settings import ReconstructionSettings
 from mrfviewer.volume import SlabSource, source_from_series
-
-
-@dataclass
-class ReconstructionSettings:
-    """Settings of a reconstruction.
-
-    ``mask_threshold``: voxels whose signal norm (over time) is below this
-    fraction of the 99th percentile of all voxel norms are background (NaN).
-    """
-
-    method: str = "dm"
-    mask_threshold: float = 0.05
-    memory_mb: float = DEFAULT_MEMORY_MB
-    refine: bool = True
-    rank: int | None = None
-    nn_precision: str = "auto"  # see mrfviewer.nn.inference
-
-    def validate(self) -> None:
-        if self.method not in ("dm", "nn"):
-            raise MRFError(f"method must be 'dm' or 'nn', got {self.method!r}")
-        if not 0 <= self.mask_threshold < 1:
-            raise MRFError(f"mask threshold must lie in [0, 1), got {self.mask_threshold}")
-        if self.memory_mb < 1:
-            raise MRFError(f"memory setting must be at least 1 MiB, got {self.memory_mb}")
-        resolve_precision(self.nn_precision)  # raises on an unknown name
 
 
 def _slab_norms(flat: np.ndarray, max_bytes: int = 4 * 2**20) -> np.ndarray:
@@ -181,6 +162,7 @@ def reconstruct_dm(
     settings.validate()
     source = as_source(series)
     check_dictionary_for(source, dictionary)
+    start = time.perf_counter()
     rank = dictionary.rank if settings.rank is None else settings.rank
     shape = source.spatial_shape
     if b1_map is not None and np.shape(b1_map) != shape:
@@ -212,29 +194,35 @@ def reconstruct_dm(
         )
         return out
 
+    match_start = time.perf_counter()
     maps = _per_slab(projected, mask, run, scaled(progress, 0.1, 0.98), cancel)
+    matching_seconds = time.perf_counter() - match_start
     if not maps:  # no foreground voxel at all
         maps = {name: np.full(shape, np.nan, dtype=np.float32) for name in [*names, "PD", "match", "pd_phase"]}
         maps["atom"] = np.full(shape, -1, dtype=np.int64)
     atom, pd_phase = maps.pop("atom"), maps.pop("pd_phase")
     params = np.stack([maps[name][mask].astype(np.float64) for name in names], axis=1)
     report(progress, 1.0, "done")
-    return ParameterMaps(
-        values=maps,
-        mask=mask,
+    provenance = Provenance(
         method="dm",
+        sequence_name=dictionary.sequence.name,
         sequence_hash=dictionary.sequence.hash,
-        source=f"dictionary {dictionary.key}",
-        geometry=source.geometry,
-        atom=atom,
-        pd_phase=pd_phase,
-        series_uid=source.uid,
-        settings={
-            **asdict(settings),
-            "rank": rank,
-            "dictionary": dictionary.describe(),
-            "voxels_at_grid_edge": grid_edge_counts(dictionary, params),
-        },
+        settings=replace(settings, method="dm", rank=rank),
+        input=source.identity,
+        dictionary=DictionaryInfo(
+            key=dictionary.key,
+            description=dictionary.describe(),
+            n_atoms=dictionary.n_atoms,
+            signal=dictionary.signal,
+            rank=rank,
+            ranges=dictionary.grid.ranges(),
+        ),
+        seconds=time.perf_counter() - start,
+        matching_seconds=matching_seconds,
+        at_range_limit=grid_edge_counts(dictionary, params),
+    )
+    return ParameterMaps(
+        values=maps, mask=mask, provenance=provenance, geometry=source.geometry, atom=atom, pd_phase=pd_phase
     )
 
 
@@ -281,6 +269,7 @@ def reconstruct_nn(
     settings.validate()
     source = as_source(series)
     check_model_for(source, model)
+    start = time.perf_counter()
     shape = source.spatial_shape
     projected = project_source(
         source, model.basis, settings.memory_mb, progress=scaled(progress, 0.0, 0.3), cancel=cancel
@@ -302,52 +291,21 @@ def reconstruct_nn(
     if not values:
         keys = [*names, "PD", *(f"uncertainty_{n}" for n in names if n != "B1")]
         values = {name: np.full(shape, np.nan, dtype=np.float32) for name in keys}
-    return ParameterMaps(
-        values=values,
-        mask=mask,
+    meta = model.metadata
+    ranges = {k: (float(v[0]), float(v[1])) for k, v in meta["parameter_ranges"].items() if k in names}
+    provenance = Provenance(
         method="nn",
-        sequence_hash=model.metadata["sequence_hash"],
-        source=model.identity,
-        geometry=source.geometry,
-        series_uid=source.uid,
-        settings={
-            **asdict(settings),
-            "nn_precision": precision,
-            "model": model.name,
-            "svd_rank": int(model.basis.shape[0]),
-        },
+        sequence_name=str(meta.get("sequence_name", "")),
+        sequence_hash=meta["sequence_hash"],
+        settings=replace(settings, method="nn"),
+        input=source.identity,
+        model=ModelInfo(
+            name=model.name,
+            basis_sha256=meta["basis_sha256"],
+            precision=precision,
+            svd_rank=int(model.basis.shape[0]),
+            ranges=ranges,
+        ),
+        seconds=time.perf_counter() - start,
     )
-
-
-def reconstruct(
-    series: Series | SlabSource,
-    settings: ReconstructionSettings | None = None,
-    *,
-    grid: ParameterGrid | None = None,
-    dictionary: Dictionary | None = None,
-    model: LoadedModel | None = None,
-    progress: ProgressCallback | None = None,
-    cancel: CancelToken | None = None,
-) -> ParameterMaps:
-    """Reconstruct ``series`` with the method of ``settings``.
-
-    DM uses ``dictionary`` or the cached dictionary of ``grid``; NN uses ``model``
-    or the shipped model.
-    """
-    settings = settings or ReconstructionSettings()
-    settings.validate()
-    if series.sequence is None:
-        raise MRFError("the series has no sequence: give one (e.g. --sequence SEQ.json)")
-    if settings.method == "nn":
-        loaded = model if model is not None else load_model(default_model_path())
-        return reconstruct_nn(series, loaded, settings, progress=progress, cancel=cancel)
-    if dictionary is None:
-        signal = "complex" if series.is_complex else "magnitude"
-        dictionary = get_dictionary(
-            series.sequence,
-            grid or default_knee_grid(),
-            DictionarySettings(signal=signal),
-            progress=scaled(progress, 0.0, 0.5),
-            cancel=cancel,
-        )
-    return reconstruct_dm(series, dictionary, settings, progress=scaled(progress, 0.5, 1.0), cancel=cancel)
+    return ParameterMaps(values=values, mask=mask, provenance=provenance, geometry=source.geometry)

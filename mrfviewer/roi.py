@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,16 +86,19 @@ def label_statistics(
     return rows
 
 
-def stats_to_csv(rows: list[RoiStats], maps: ParameterMaps, slice_text: str = "all") -> str:
-    """CSV text with the columns of :data:`CSV_COLUMNS`."""
+def stats_to_csv(rows: list[RoiStats], maps: ParameterMaps, slice_text: str | Sequence[str] = "all") -> str:
+    """CSV text with the columns of :data:`CSV_COLUMNS`; ``slice_text`` for all rows or one per row."""
+    scopes = [slice_text] * len(rows) if isinstance(slice_text, str) else list(slice_text)
+    if len(scopes) != len(rows):
+        raise ValueError("one slice text per row")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for r in rows:
+    for r, scope in zip(rows, scopes, strict=True):
         writer.writerow(
             [r.label, r.map, r.unit, r.n_voxels, r.n_excluded]
             + [f"{v:.6g}" for v in (r.mean, r.sd, r.median, r.iqr, r.min, r.max)]
-            + [maps.series_uid, slice_text, maps.method]
+            + [maps.series_uid, scope, maps.method]
         )
     return buffer.getvalue()
 

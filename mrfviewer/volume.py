@@ -15,13 +15,18 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from mrfviewer.errors import MRFError
+from mrfviewer.provenance import InputIdentity
 from mrfviewer.sequence import Sequence, sequence_from_json
 from mrfviewer.series import Geometry, Series, check_sequence_length
+
+if TYPE_CHECKING:
+    from mrfviewer.io.dicom_read import DicomPlan
 
 #: Largest slice (all time points) read at once: 256 x 256 x 1750 complex is 0.9 GiB.
 MAX_SLICE_BYTES = 4 * 2**30
@@ -44,6 +49,7 @@ class SlabSource:
     source_files: list = field(default_factory=list)
     labels: np.ndarray | None = None
     label_names: dict[int, str] = field(default_factory=dict)
+    identity: InputIdentity = field(default_factory=InputIdentity)
 
     def __post_init__(self) -> None:
         check_sequence_length(self.n_timepoints, self.sequence)
@@ -94,6 +100,7 @@ def source_from_series(series: Series) -> SlabSource:
         source_files=series.source_files,
         labels=series.labels,
         label_names=series.label_names,
+        identity=InputIdentity(kind="memory", series_uid=series.uid, description=series.description),
     )
 
 
@@ -155,16 +162,12 @@ def open_h5_source(path: str | Path) -> SlabSource:
         uid=path.stem,
         labels=labels,
         label_names=names,
+        identity=InputIdentity(path=str(path), kind="hdf5", series_uid=path.stem, description=description),
     )
 
 
-def open_dicom_source(
-    folder: str | Path, sequence: Sequence | None = None, series_uid: str | None = None, **kwargs
-) -> SlabSource:
-    """A slab source over the MRF series of a DICOM folder: headers are scanned now, pixels read per slab."""
-    from mrfviewer.io.dicom_read import find_mrf_series, plan_series
-
-    plan = plan_series(find_mrf_series(folder, series_uid, **kwargs), sequence)
+def source_from_plan(plan: DicomPlan, folder: str | Path) -> SlabSource:
+    """A slab source over a planned DICOM series (headers read; pixels read per slab)."""
     return SlabSource(
         shape=plan.shape,
         is_complex=plan.phase is not None,
@@ -174,7 +177,25 @@ def open_dicom_source(
         description=plan.description,
         uid=plan.uid,
         source_files=plan.source_files,
+        identity=InputIdentity(
+            path=str(folder),
+            kind="dicom",
+            series_uid=plan.uid,
+            study_uid=plan.study_uid,
+            patient_id=plan.patient_id,
+            description=plan.description,
+            generated_uids=dict(plan.generated_uids),
+        ),
     )
+
+
+def open_dicom_source(
+    folder: str | Path, sequence: Sequence | None = None, series_uid: str | None = None, **kwargs
+) -> SlabSource:
+    """A slab source over the MRF series of a DICOM folder: headers are scanned now, pixels read per slab."""
+    from mrfviewer.io.dicom_read import find_mrf_series, plan_series
+
+    return source_from_plan(plan_series(find_mrf_series(folder, series_uid, **kwargs), sequence), folder)
 
 
 def open_source(path: str | Path, sequence: Sequence | None = None, series_uid: str | None = None) -> SlabSource:

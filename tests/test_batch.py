@@ -6,16 +6,17 @@ import json
 import numpy as np
 import pytest
 
-from mrfviewer.batch import DONE, SUMMARY, find_cohort, run_batch
+from mrfviewer.batch import DONE, SUMMARY, run_batch
 from mrfviewer.cli import main
 from mrfviewer.dictionary import save_dictionary
 from mrfviewer.engine import CancelToken
 from mrfviewer.errors import Cancelled
 from mrfviewer.io.dicom_write import write_mrf_dicom
-from mrfviewer.io.export import save_label_map
+from mrfviewer.io.labels import write_label_map
 from mrfviewer.io.series_h5 import write_series_h5
 from mrfviewer.phantoms import knee_phantom
-from mrfviewer.reconstruction import ReconstructionSettings
+from mrfviewer.pipeline import DictionaryMatching, EstimatorChoice, find_cohort
+from mrfviewer.settings import ReconstructionSettings
 from mrfviewer.synthesis import synthesize_series
 
 
@@ -28,7 +29,7 @@ def cohort(tmp_path_factory, tiny_sequence):
         series = synthesize_series(phantom, tiny_sequence, snr=200, seed=i)
         write_mrf_dicom(series, root / subject, description="MRF knee", patient_id=subject)
         affine = series.geometry.affine_ras(1)
-        save_label_map(phantom.labels, phantom.label_names, root / subject / "magnitude" / "labels.nii.gz", affine)
+        write_label_map(phantom.labels, phantom.label_names, root / subject / "magnitude" / "labels.nii.gz", affine)
     write_series_h5(synthesize_series(phantom, tiny_sequence, snr=200, seed=7), root / "SUBJ03" / "knee.h5")
     broken = synthesize_series(phantom, tiny_sequence, snr=200)
     broken.sequence = None
@@ -89,9 +90,10 @@ def test_batch_on_an_existing_scheduler_with_nn(tmp_path, cohort, tiny_model_dir
     from distributed import LocalCluster
 
     items = [i for i in find_cohort(cohort) if i.subject in ("SUBJ01", "SUBJ03")]
+    choice = EstimatorChoice("nn", model=tiny_model_dir)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         results = run_batch(
-            items, tiny_model, tmp_path / "nn", ReconstructionSettings(method="nn"), scheduler=cluster.scheduler_address
+            items, choice, tmp_path / "nn", ReconstructionSettings(method="nn"), scheduler=cluster.scheduler_address
         )
     assert [r.status for r in results] == ["done", "done"]
     t1 = np.load(tmp_path / "nn" / "SUBJ03" / "knee" / "maps.npz")["T1"]
@@ -114,6 +116,7 @@ def test_cancelled_batch_leaves_no_partial_output(tmp_path, cohort, tiny_diction
 
     token = CancelToken()
     items = find_cohort(cohort)
+    save_dictionary(tiny_dictionary, tmp_path / "dict.h5")
 
     def cancel_after_first(result):
         token.cancel()
@@ -124,7 +127,7 @@ def test_cancelled_batch_leaves_no_partial_output(tmp_path, cohort, tiny_diction
     ):
         run_batch(
             items,
-            tiny_dictionary,
+            EstimatorChoice(dictionary_file=tmp_path / "dict.h5"),
             tmp_path / "c",
             ReconstructionSettings(),
             scheduler=cluster.scheduler_address,
@@ -151,6 +154,49 @@ def test_a_foreign_folder_in_the_output_is_never_replaced(tmp_path, cohort, tiny
     (foreign / "mine.txt").write_text("keep")
     from mrfviewer.batch import process_item
 
-    result = process_item(item, tiny_dictionary, tmp_path / "out", ReconstructionSettings())
+    result = process_item(item, DictionaryMatching(tiny_dictionary), tmp_path / "out", ReconstructionSettings())
     assert result.status == "failed" and "not a finished batch result" in result.message
     assert (foreign / "mine.txt").read_text() == "keep"
+
+
+def test_subjects_with_their_own_sequences_and_one_patient_id(tmp_path, tiny_sequence, tiny_files):
+    """Three subjects share an anonymised PatientID; their DICOM series carry their own sidecar
+    sequences (two different ones, neither the shipped one): every series is reconstructed with a
+    dictionary of its own sequence, and the summary names each subject folder and input."""
+    from tests.conftest import make_tiny_sequence
+
+    _, grid = tiny_files
+    other = make_tiny_sequence(n_fisp=30, n_flash=25)
+    root = tmp_path / "cohort"
+    phantom = knee_phantom((16, 16))
+    for i, sequence in enumerate((tiny_sequence, tiny_sequence, other)):
+        series = synthesize_series(phantom, sequence, snr=100, seed=i)
+        write_mrf_dicom(series, root / f"sub-{i:02d}", description="MRF knee", patient_id="ANON")
+    out = tmp_path / "out"
+    assert main(["-q", "batch", str(root), "--output", str(out), "--grid", str(grid), "--workers", "1"]) == 0
+    rows = _summary(out)
+    assert {r["status"] for r in rows} == {"done"}
+    assert {(r["subject"], r["input"]) for r in rows} == {(f"sub-{i:02d}", f"sub-{i:02d}/magnitude") for i in range(3)}
+    keys = {json.loads(p.read_text())["key"]["shared"] for p in out.glob("*/*/done.json")}
+    assert len(keys) == 2  # one dictionary per sequence
+    # The old naming by PatientID, on request: distinct output folders, the input still named.
+    out2 = tmp_path / "out2"
+    args = ["-q", "batch", str(root), "--output", str(out2), "--grid", str(grid), "--workers", "1"]
+    assert main([*args, "--subject-from", "patientid"]) == 0
+    rows = _summary(out2)
+    assert {r["subject"] for r in rows} == {"ANON"} and len({r["series"] for r in rows}) == 3
+    assert {r["input"] for r in rows} == {f"sub-{i:02d}/magnitude" for i in range(3)}
+
+
+def test_magnitude_only_cohort(tmp_path, tiny_sequence, tiny_files):
+    _, grid = tiny_files
+    root = tmp_path / "cohort"
+    for i in range(2):
+        series = synthesize_series(knee_phantom((16, 16)), tiny_sequence, snr=100, seed=i, magnitude=True)
+        write_mrf_dicom(series, root / f"sub-{i}", description="MRF magnitude")
+    out = tmp_path / "out"
+    assert main(["-q", "batch", str(root), "--output", str(out), "--grid", str(grid), "--workers", "1"]) == 0
+    rows = _summary(out)
+    assert [r["status"] for r in rows] == ["done", "done"]
+    side = json.loads(next(out.glob("sub-0/*/T1map.json")).read_text())
+    assert side["dictionary"]["signal"] == "magnitude"

@@ -4,18 +4,27 @@ import csv
 
 import pytest
 
-from mrfviewer.batch import find_cohort
 from mrfviewer.data_evaluation import TISSUE_ROI, run_data_evaluation, with_labels
 from mrfviewer.errors import MRFError
 from mrfviewer.io.dicom_write import write_mrf_dicom
-from mrfviewer.io.export import save_label_map
+from mrfviewer.io.labels import write_label_map
 from mrfviewer.io.series_h5 import write_series_h5
 from mrfviewer.phantoms import knee_phantom
+from mrfviewer.pipeline import EstimatorChoice, find_cohort
 from mrfviewer.synthesis import synthesize_series
 
 
 def _rows(path):
     return list(csv.DictReader(path.open()))
+
+
+@pytest.fixture(scope="module")
+def choices(tmp_path_factory, tiny_dictionary, tiny_model_dir):
+    """DM with the tiny dictionary (as a file) and NN with the tiny network."""
+    from mrfviewer.dictionary import save_dictionary
+
+    path = save_dictionary(tiny_dictionary, tmp_path_factory.mktemp("dict") / "dict.h5")
+    return EstimatorChoice(dictionary_file=path), EstimatorChoice("nn", model=tiny_model_dir)
 
 
 @pytest.fixture
@@ -26,23 +35,23 @@ def cohort(tmp_path, tiny_sequence):
     first = synthesize_series(knee, tiny_sequence, snr=60, seed=1)
     write_mrf_dicom(first, root / "a", description="MRF knee", patient_id="subject-a")
     affine = first.geometry.affine_ras(1)
-    save_label_map(knee.labels, knee.label_names, root / "a" / "magnitude" / "labels.nii.gz", affine)
+    write_label_map(knee.labels, knee.label_names, root / "a" / "magnitude" / "labels.nii.gz", affine)
     second = synthesize_series(knee_phantom((24, 24)), tiny_sequence, snr=60, seed=2)
     write_series_h5(second, root / "b" / "knee.h5")
     return root, knee
 
 
-def test_cohort_report_compares_both_methods_per_roi(tmp_path, cohort, tiny_dictionary, tiny_model):
+def test_cohort_report_compares_both_methods_per_roi(tmp_path, cohort, choices):
     root, knee = cohort
     items = find_cohort(root)
     assert len(items) == 2
     out = tmp_path / "report"
-    path, comparisons = run_data_evaluation(out, items, tiny_dictionary, tiny_model)
+    path, comparisons = run_data_evaluation(out, items, *choices)
     assert [c.status for c in comparisons] == ["done", "done"]
     text = path.read_text()
     assert "no ground truth" in text and "inference in float32" in text
     rows = _rows(out / "rois.csv")
-    assert {r["subject"] for r in rows} == {"subject-a", "b"}
+    assert {r["subject"] for r in rows} == {"a", "b"}  # the folders below the cohort
     muscle = [r for r in rows if r["roi"] == "muscle" and r["param"] == "T1"]
     assert len(muscle) == 2
     for r in muscle:  # both methods near the phantom's muscle T1 (950 ms) and close to each other
@@ -58,7 +67,7 @@ def test_cohort_report_compares_both_methods_per_roi(tmp_path, cohort, tiny_dict
     # there, so those ROIs and voxels are left out of the agreement, and the report says so.
     fluid = [r for r in rows if r["roi"] == "synovial fluid"]
     assert fluid and all(float(r["DM_at_range_limit_pct"]) > 90 for r in fluid)
-    assert "subject-a / synovial fluid" in text
+    assert "a / synovial fluid" in text
     muscle_limit = [float(r["DM_at_range_limit_pct"]) for r in rows if r["roi"] == "muscle"]
     assert max(muscle_limit) < 5
     roi_means = [a for a in agreement if a["level"] == "ROI means"]
@@ -70,30 +79,28 @@ def test_cohort_report_compares_both_methods_per_roi(tmp_path, cohort, tiny_dict
         assert (out / name).stat().st_size > 1000
 
 
-def test_series_without_labels_uses_the_tissue_mask(tmp_path, tiny_sequence, tiny_dictionary, tiny_model):
+def test_series_without_labels_uses_the_tissue_mask(tmp_path, tiny_sequence, choices):
     series = synthesize_series(knee_phantom((20, 20)), tiny_sequence, snr=60)
     series.labels, series.label_names = None, {}
     path = write_series_h5(series, tmp_path / "s" / "plain.h5")
-    _, comparisons = run_data_evaluation(tmp_path / "out", find_cohort(path), tiny_dictionary, tiny_model)
+    _, comparisons = run_data_evaluation(tmp_path / "out", find_cohort(path), *choices)
     assert {r["roi"] for r in comparisons[0].rows} == {TISSUE_ROI}
     assert comparisons[0].rows[0]["n_voxels"] > 100
 
 
-def test_a_failing_series_is_reported_and_the_rest_evaluated(
-    tmp_path, cohort, tiny_dictionary, tiny_model, knee_sequence
-):
+def test_a_failing_series_is_reported_and_the_rest_evaluated(tmp_path, cohort, choices, knee_sequence):
     root, _ = cohort
     other = synthesize_series(knee_phantom((16, 16)), knee_sequence, snr=60)
     (root / "c").mkdir()
     write_series_h5(other, root / "c" / "other_sequence.h5")
     out = tmp_path / "report"
-    _, comparisons = run_data_evaluation(out, find_cohort(root), tiny_dictionary, tiny_model)
+    _, comparisons = run_data_evaluation(out, find_cohort(root), *choices)
     failed = [c for c in comparisons if c.status == "failed"]
     assert len(failed) == 1 and "sequence" in failed[0].message
     series_rows = _rows(out / "series.csv")
     assert [r["status"] for r in series_rows].count("failed") == 1
     with pytest.raises(MRFError, match="no series could be evaluated"):
-        run_data_evaluation(tmp_path / "none", find_cohort(root / "c"), tiny_dictionary, tiny_model)
+        run_data_evaluation(tmp_path / "none", find_cohort(root / "c"), *choices)
 
 
 def test_explicit_labels_need_a_single_series(tmp_path, cohort):
@@ -120,7 +127,7 @@ def test_evaluate_data_through_the_cli(tmp_path, cohort, tiny_sequence, tiny_dic
     assert main(["-q", "evaluate", "--labels", str(tmp_path / "l.nii.gz"), "--output", str(tmp_path / "y")]) == 2
 
 
-def test_a_cancelled_evaluation_leaves_nothing(tmp_path, cohort, tiny_dictionary, tiny_model):
+def test_a_cancelled_evaluation_leaves_nothing(tmp_path, cohort, choices):
     from mrfviewer.engine import CancelToken
     from mrfviewer.errors import Cancelled
 
@@ -133,9 +140,7 @@ def test_a_cancelled_evaluation_leaves_nothing(tmp_path, cohort, tiny_dictionary
 
     out = tmp_path / "new" / "report"
     with pytest.raises(Cancelled):
-        run_data_evaluation(
-            out, find_cohort(root), tiny_dictionary, tiny_model, progress=cancel_in_the_second_series, cancel=token
-        )
+        run_data_evaluation(out, find_cohort(root), *choices, progress=cancel_in_the_second_series, cancel=token)
     assert not out.exists()  # the first series' figure was staged, then removed with the folder
 
 

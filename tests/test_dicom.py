@@ -81,11 +81,18 @@ def test_instance_number_orders_when_temporal_tags_are_missing(tmp_path, synthet
     assert "InstanceNumber" in back.description
 
 
+def _provenance(series_uid=""):
+    from mrfviewer.provenance import InputIdentity, Provenance
+    from mrfviewer.settings import ReconstructionSettings
+
+    return Provenance("dm", "test", "0" * 16, ReconstructionSettings(), InputIdentity(series_uid=series_uid))
+
+
 def test_nifti_affine_matches_dicom_geometry(tmp_path, synthetic):
     write_mrf_dicom(synthetic, tmp_path / "mrf")
     back = load_mrf_folder(tmp_path / "mrf")
     maps = ParameterMaps(
-        {"T1": np.zeros((2, 16, 20), np.float32)}, np.ones((2, 16, 20), bool), "dm", "x", "y", geometry=back.geometry
+        {"T1": np.zeros((2, 16, 20), np.float32)}, np.ones((2, 16, 20), bool), _provenance(), geometry=back.geometry
     )
     export_nifti(maps, tmp_path / "out")
     affine = nib.load(tmp_path / "out" / "T1map.nii.gz").affine
@@ -103,9 +110,7 @@ def test_parametric_map_round_trip(tmp_path, synthetic):
     rng = np.random.default_rng(0)
     t1 = (rng.random((2, 16, 20)) * 2000 + 100).astype(np.float32)
     t1[0, 0, 0] = np.nan
-    maps = ParameterMaps(
-        {"T1": t1}, np.isfinite(t1), "dm", back.sequence.hash, "test", geometry=back.geometry, series_uid=back.uid
-    )
+    maps = ParameterMaps({"T1": t1}, np.isfinite(t1), _provenance(back.uid), geometry=back.geometry)
     (path,) = export_parametric_maps(maps, back.source_files, tmp_path / "pm")
     values, positions, unit = read_parametric_map(path)
     np.testing.assert_array_equal(values, t1)
@@ -207,7 +212,7 @@ def test_dicom_seg_labels_are_placed_by_position(tmp_path, synthetic):
     from highdicom.seg import Segmentation, SegmentDescription
     from pydicom.sr.codedict import codes
 
-    from mrfviewer.io.export import load_label_map
+    from mrfviewer.io.labels import read_label_map
 
     write_mrf_dicom(synthetic, tmp_path / "mrf")
     back = load_mrf_folder(tmp_path / "mrf")
@@ -235,11 +240,11 @@ def test_dicom_seg_labels_are_placed_by_position(tmp_path, synthetic):
         "1",
     )
     seg.save_as(tmp_path / "seg.dcm")
-    got, names = load_label_map(tmp_path / "seg.dcm", back.spatial_shape, back.geometry)
-    np.testing.assert_array_equal(got, labels)
-    assert names == {1: "lesion A", 2: "lesion B"}
+    got = read_label_map(tmp_path / "seg.dcm", back.geometry, back.spatial_shape)
+    np.testing.assert_array_equal(got.values, labels)
+    assert got.names == {1: "lesion A", 2: "lesion B"}
     with pytest.raises(MRFError, match="not a DICOM Segmentation"):
-        load_label_map(sources[0].filename, back.spatial_shape, back.geometry)
+        read_label_map(sources[0].filename, back.geometry, back.spatial_shape)
 
 
 @pytest.mark.parametrize(

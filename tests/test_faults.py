@@ -12,12 +12,14 @@ import pytest
 from mrfviewer.cli import main
 from mrfviewer.dictionary import cache_dir, get_dictionary
 from mrfviewer.engine import CancelToken
-from mrfviewer.errors import Cancelled, MRFError
-from mrfviewer.io.export import export_all
+from mrfviewer.errors import Cancelled
+from mrfviewer.io.export import FORMATS, export_maps
+from mrfviewer.io.labels import LabelMap
 from mrfviewer.io.series_h5 import write_series_h5
 from mrfviewer.nn.training import TrainConfig, train
 from mrfviewer.phantoms import knee_phantom
-from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_dm
+from mrfviewer.reconstruction import reconstruct_dm
+from mrfviewer.settings import ReconstructionSettings
 from mrfviewer.synthesis import synthesize_series
 from mrfviewer.volume import open_h5_source
 
@@ -95,15 +97,15 @@ def test_cancelled_training_keeps_a_valid_checkpoint_or_none(tmp_path, tiny_sequ
 def test_cancelled_export_leaves_no_file(tmp_path, tiny_sequence, tiny_dictionary):
     series = synthesize_series(knee_phantom((24, 24)), tiny_sequence, snr=100)
     maps = reconstruct_dm(series, tiny_dictionary)
-    labels = knee_phantom((24, 24)).labels
+    labels = LabelMap(knee_phantom((24, 24)).labels)
 
     def job(token, folder=tmp_path / "count"):
-        return export_all(maps, folder, labels=labels, overwrite=True, cancel=token)
+        return export_maps(maps, folder, FORMATS, labels=labels, overwrite=True, cancel=token).files
 
     for n in _cancel_points(job):
         out = tmp_path / f"out{n}"
         with pytest.raises(Cancelled):
-            export_all(maps, out, labels=labels, cancel=CancelAfter(n))
+            export_maps(maps, out, FORMATS, labels=labels, cancel=CancelAfter(n))
         assert not out.exists(), _files(out)
     assert len(job(None, tmp_path / "final")) > 10
 
@@ -168,6 +170,6 @@ def test_read_only_output_folder_is_a_clear_error(tmp_path, tiny_sequence, tiny_
     assert code == 2
     assert err[-1].startswith("mrfviewer: error: cannot write to") and "Permission denied" in err[-1]
     assert _files(out) == []
-    with pytest.raises(MRFError, match="Permission denied"):
-        export_all(reconstruct_dm(series, tiny_dictionary), out / "sub")
+    report = export_maps(reconstruct_dm(series, tiny_dictionary), out / "sub")
+    assert report.failed and all("Permission denied" in reason for reason in report.failed.values())
     assert not (out / "sub").exists()

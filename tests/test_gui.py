@@ -90,11 +90,11 @@ def test_rectangle_roi_statistics_match_numpy_and_export(qtbot, window, series_f
     window.roi_panel.add_roi("rectangle", pos=(6, 8), size=(5, 4))
     t1 = window.maps["dm"].values["T1"][0]
     expected = t1[8:12, 6:11]
-    row = next(s for s in window.roi_panel.stats if s.map == "T1")
+    row = next(r.stats for r in window.roi_panel.rows if r.stats.map == "T1")
     assert row.n_voxels == np.isfinite(expected).sum() == 20
     assert row.mean == pytest.approx(np.nanmean(expected), rel=1e-6)
     assert row.sd == pytest.approx(np.nanstd(expected, ddof=1), rel=1e-6)
-    assert window.roi_panel.table.rowCount() == len(window.roi_panel.stats)
+    assert window.roi_panel.table.rowCount() == len(window.roi_panel.rows)
     out = window.export_roi_csv(tmp_path / "rois.csv")
     rows = list(csv.DictReader(out.open()))
     t1_row = next(r for r in rows if r["map"] == "T1")
@@ -106,7 +106,7 @@ def test_label_map_statistics_appear(qtbot, window, series_file):
     path, _ = series_file
     _open(qtbot, window, path)
     _reconstruct(qtbot, window)
-    labels = {s.label for s in window.roi_panel.stats}
+    labels = {r.stats.label for r in window.roi_panel.rows}
     assert "medial femoral cartilage" in labels and "muscle" in labels
 
 
@@ -202,21 +202,16 @@ def test_scripted_screenshot_through_the_cli(tmp_path, series_file, shared_cache
     assert image.width() >= 1000 and image.height() >= 700
 
 
-def test_nn_reconstruction_and_nn_fingerprint(qtbot, window, series_file, tmp_path, tiny_sequence, monkeypatch):
-    import mrfviewer.reconstruction as rec
-    from mrfviewer.nn.model_io import save_model
-    from mrfviewer.nn.training import TrainConfig, train
-
-    config = TrainConfig(hidden=[32, 32], n_train=3000, n_val=300, epochs=3, rank=8)
-    folder = save_model(train(tiny_sequence, config), tmp_path / "tiny_model")
-    monkeypatch.setattr(rec, "default_model_path", lambda: folder)
+def test_nn_reconstruction_and_nn_fingerprint(qtbot, window, series_file, tiny_model_dir):
     path, series = series_file
     _open(qtbot, window, path)
+    window.use_model(tiny_model_dir)
+    assert window.model_label.text() == f"NN: {tiny_model_dir.name}"
     float32 = next(a for a in window.nn_precision_group.actions() if a.data() == "float32")
     float32.trigger()  # the File > Network for NN > Precision choice
     _reconstruct(qtbot, window, "NN")
     assert "uncertainty_T1" in window.map_view.names
-    assert window.maps["nn"].settings["nn_precision"] == "float32"
+    assert window.maps["nn"].provenance.model.precision == "float32"
     assert window.settings.value("nn_precision") == "float32"  # remembered for the next session
     assert "(float32)" in window.statusBar().currentMessage()
     with qtbot.waitSignal(window.nn_curve_added, timeout=30000):
@@ -235,15 +230,16 @@ def test_label_outline_overlay(qtbot, window, series_file):
 
 
 def test_load_labels_sequence_and_model_choices(qtbot, window, series_file, tmp_path, knee_sequence):
-    from mrfviewer.io.export import save_label_map
+    from mrfviewer.io.labels import write_label_map
 
     path, series = series_file
     _open(qtbot, window, path)
     labels = np.zeros(series.spatial_shape, dtype=np.int16)
     labels[0, 2:5, 2:6] = 3
-    save_label_map(labels, {3: "my ROI"}, tmp_path / "mine.nii.gz", series.geometry.affine_ras(2))
+    write_label_map(labels, {3: "my ROI"}, tmp_path / "mine.nii.gz", series.geometry.affine_ras(2))
     window.load_labels(tmp_path / "mine.nii.gz")
-    assert {s.label for s in window.roi_panel.stats} == {"my ROI"}
+    assert window.session.labels.names == {3: "my ROI"}
+    np.testing.assert_array_equal(window.session.labels.values, labels)
     # A sequence with another number of time points is refused with a message.
     knee_sequence.save(tmp_path / "knee.json")
     window.use_sequence(tmp_path / "knee.json")
@@ -261,20 +257,24 @@ def test_nist_template_fit_gives_reference_and_error(qtbot, window, tmp_path, ti
     _open(qtbot, window, path)
     _reconstruct(qtbot, window)
     window.roi_panel.labels_box.setChecked(False)
-    fitted = window.roi_panel.fit_template()
-    assert fitted is not None and window.roi_panel.template_roi is not None
-    rows = {(s.label, s.map): s for s in window.roi_panel.stats}
+    with qtbot.waitSignal(window.runner.finished, timeout=120000):
+        window.fit_template()  # a background job: the window stays responsive
+    assert window.roi_panel.template_roi is not None
+    rows = {(r.stats.label, r.stats.map): r.stats for r in window.roi_panel.rows}
     # Spheres 4-13 lie inside the tiny test grid's T2 range (8-200 ms): matched to within 10 %.
     for i in range(4, 14):
-        assert rows[(f"sphere {i}", "T2")].mean == pytest.approx(NIST_T2_ARRAY["T2"][i - 1], rel=0.1)
+        assert rows[(f"template sphere {i}", "T2")].mean == pytest.approx(NIST_T2_ARRAY["T2"][i - 1], rel=0.1)
     table = window.roi_panel.table
     columns = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
-    assert columns[-2:] == ["reference", "error %"]
+    assert columns[-2:] == ["reference", "error %"] and columns[2] == "method"
     row = next(
-        r for r in range(table.rowCount()) if table.item(r, 0).text() == "sphere 6" and table.item(r, 1).text() == "T2"
+        r
+        for r in range(table.rowCount())
+        if table.item(r, 0).text() == "template sphere 6" and table.item(r, 1).text() == "T2"
     )
-    assert float(table.item(row, 7).text()) == pytest.approx(96.89, rel=1e-3)
-    assert abs(float(table.item(row, 8).text())) < 10
+    assert table.item(row, 2).text() == "DM"
+    assert float(table.item(row, 9).text()) == pytest.approx(96.89, rel=1e-3)
+    assert abs(float(table.item(row, 10).text())) < 10
 
 
 def test_dicom_folder_fills_the_browser(qtbot, window, tmp_path, tiny_sequence):
@@ -341,12 +341,12 @@ def test_dm_uses_the_chosen_grid_or_dictionary_file(qtbot, window, series_file, 
     window.use_grid(tmp_path / "grid.json")
     assert f"{tiny_grid.n_atoms:,} atoms" in window.dictionary_label.text()
     _reconstruct(qtbot, window)
-    assert window.maps["dm"].settings["dictionary"].startswith(f"{tiny_grid.n_atoms} atoms")
+    assert window.maps["dm"].provenance.dictionary.n_atoms == tiny_grid.n_atoms
     save_dictionary(tiny_dictionary, tmp_path / "d.h5")
     window.use_dictionary_file(tmp_path / "d.h5")
     assert window.dictionary_label.text() == "DM: d.h5"
     _reconstruct(qtbot, window)
-    assert window.maps["dm"].source == f"dictionary {tiny_dictionary.key}"
+    assert window.maps["dm"].provenance.dictionary.key == tiny_dictionary.key
     window.use_dictionary_file(tmp_path / "missing.h5")
     assert "not found" in window.statusBar().currentMessage()
 
@@ -356,18 +356,16 @@ def test_knee_labels_show_ground_truth_references(qtbot, window, series_file):
     _open(qtbot, window, path)
     _reconstruct(qtbot, window)
     panel = window.roi_panel
-    row = next(i for i, s in enumerate(panel.stats) if s.label == "muscle" and s.map == "T2")
+    row = next(i for i, r in enumerate(panel.rows) if r.stats.label == "muscle" and r.stats.map == "T2")
     truth = float(np.mean(series.truth["T2"][series.labels == 5]))
-    assert float(panel.table.item(row, 7).text()) == pytest.approx(truth, rel=1e-3)
-    assert abs(float(panel.table.item(row, 8).text())) < 10  # error in percent
+    assert float(panel.table.item(row, 9).text()) == pytest.approx(truth, rel=1e-3)
+    assert abs(float(panel.table.item(row, 10).text())) < 10  # error in percent
 
 
-def test_dm_vs_nn_report_for_the_open_series(qtbot, window, series_file, tmp_path, tiny_model, monkeypatch):
-    import mrfviewer.nn.model_io as model_io
-
-    monkeypatch.setattr(model_io, "default_model_path", lambda: tiny_model.path)
+def test_dm_vs_nn_report_for_the_open_series(qtbot, window, series_file, tmp_path, tiny_model_dir):
     path, _ = series_file
     _open(qtbot, window, path)
+    window.use_model(tiny_model_dir)
     out = tmp_path / "report"
     with qtbot.waitSignal(window.runner.finished, timeout=120000):
         assert window.compare_methods(out)
@@ -378,3 +376,64 @@ def test_dm_vs_nn_report_for_the_open_series(qtbot, window, series_file, tmp_pat
     assert "DM vs NN report" in window.statusBar().currentMessage()
     assert not window.compare_methods(out)  # an existing report is not replaced
     assert "exists" in window.statusBar().currentMessage()
+
+
+def test_switching_methods_shows_each_stored_result_and_exports_the_shown_one(
+    qtbot, window, series_file, tiny_model_dir, tmp_path
+):
+    import json
+
+    path, _ = series_file
+    _open(qtbot, window, path)
+    window.use_model(tiny_model_dir)
+    _reconstruct(qtbot, window, "NN")
+    _reconstruct(qtbot, window, "DM")
+    assert set(window.maps) == {"dm", "nn"}
+    runs = []
+    window.runner.started.connect(runs.append)
+    for method, marker in (("NN", "uncertainty_T1"), ("DM", "match"), ("NN", "uncertainty_T1rho")):
+        window.method.setCurrentText(method)  # no job: the stored result is shown at once
+        assert not window.runner.busy and marker in window.map_view.names
+        assert window.map_view._layers["T1"][0] is window.maps[method.lower()].values["T1"]
+        rows = window.roi_panel.rows
+        assert rows and {r.method for r in rows} == {method.lower()}
+        table = window.roi_panel.table
+        assert {table.item(i, 2).text() for i in range(table.rowCount())} == {method}
+    assert runs == []
+    # NN is shown: the exports write NN, and say so in file names and sidecars.
+    folder = window.session.default_export_folder(tmp_path)
+    assert folder.name == "mrfviewer_nn"
+    with qtbot.waitSignal(window.runner.finished, timeout=60000):
+        assert window.export_maps("nifti", folder)
+    assert json.loads((folder / "T1map.json").read_text())["method"] == "nn"
+    assert (folder / "T1rhouncertaintymap.nii.gz").exists()
+    rows = list(csv.DictReader(window.export_roi_csv(tmp_path / "roi_stats_nn.csv").open()))
+    assert rows and {r["method"] for r in rows} == {"nn"}
+    assert {r["slice"] for r in rows} == {"all"}  # label statistics cover the volume, and say so
+    # The session's ROI rows for DM are DM's values, not NN's.
+    dm_rows = window.session.roi_rows("dm")
+    muscle_dm = next(r.stats.mean for r in dm_rows if r.stats.label == "muscle" and r.stats.map == "T1")
+    muscle_nn = next(float(r["mean"]) for r in rows if r["label"] == "muscle" and r["map"] == "T1")
+    assert muscle_dm != pytest.approx(muscle_nn, rel=1e-9)
+
+
+def test_opening_a_one_slice_series_while_on_slice_two(qtbot, window, series_file, tmp_path, tiny_sequence):
+    from mrfviewer.phantoms import nist_phantom
+
+    path, _ = series_file  # two slices, knee labels
+    _open(qtbot, window, path)
+    _reconstruct(qtbot, window)
+    window.map_view.slice_slider.setValue(1)
+    window.show_pixel(1, 5, 5)
+    assert window.session.slice == 1
+    one = write_series_h5(synthesize_series(nist_phantom((20, 20)), tiny_sequence, snr=80), tmp_path / "one.h5")
+    _open(qtbot, window, one)
+    assert window.session.slice == 0 and window.map_view.current_slice() == 0
+    assert window.maps == {} and window.map_view.names == ["raw"] and window.session.pixel is None
+    assert window.windowTitle() == "mrfviewer - one.h5" and window.browser.topLevelItem(0).text(0) == "one.h5"
+    assert window.session.labels.values.shape == (1, 20, 20)  # the new series' own labels
+    overlay = window.map_view._panels[0].overlay.image
+    assert overlay is not None and overlay.shape[:2] == (20, 20)
+    assert window.roi_panel.table.rowCount() == 0
+    _reconstruct(qtbot, window)
+    assert {r.stats.label for r in window.roi_panel.rows} >= {"sphere 1", "sphere 14"}

@@ -14,7 +14,8 @@ from mrfviewer.nn.inference import predict, resolve_precision
 from mrfviewer.nn.model_io import load_model, save_model
 from mrfviewer.nn.training import TrainConfig, config_from_dict, make_training_data, train
 from mrfviewer.phantoms import knee_phantom
-from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_nn
+from mrfviewer.reconstruction import reconstruct_nn
+from mrfviewer.settings import ReconstructionSettings
 from mrfviewer.synthesis import synthesize_series
 
 
@@ -151,12 +152,12 @@ def test_nn_reconstruction_gives_maps_and_uncertainty(tmp_path, tiny_sequence, t
     muscle = ph.labels == 5
     assert np.nanmean(maps.values["PD"][muscle]) == pytest.approx(0.75, rel=0.2)
     assert np.all(np.isnan(maps.values["T1"][ph.labels == 0]))
-    assert maps.settings["nn_precision"] == resolve_precision("auto")  # what ran, not "auto"
+    assert maps.provenance.model.precision == resolve_precision("auto")  # what ran, not "auto"
     series = synthesize_series(ph, tiny_sequence)
     with pytest.raises(MRFError, match="precision"):
         reconstruct_nn(series, loaded, ReconstructionSettings(method="nn", nn_precision="x"))
     exact = reconstruct_nn(series, loaded, ReconstructionSettings(method="nn", nn_precision="float32"))
-    assert exact.settings["nn_precision"] == "float32"
+    assert exact.provenance.model.precision == "float32"
 
 
 def test_bad_training_configs(tmp_path):

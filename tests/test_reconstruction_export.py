@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 
 from mrfviewer.errors import MRFError
-from mrfviewer.io.export import export_all, export_nifti
+from mrfviewer.io.export import export_maps, export_nifti
 from mrfviewer.phantoms import CARTILAGE_LABELS, knee_phantom
-from mrfviewer.reconstruction import ReconstructionSettings, reconstruct, reconstruct_dm
+from mrfviewer.pipeline import input_from_series
+from mrfviewer.reconstruction import reconstruct_dm
 from mrfviewer.roi import label_statistics, roi_statistics, stats_to_csv
 from mrfviewer.series import Geometry
+from mrfviewer.settings import ReconstructionSettings
 from mrfviewer.synthesis import synthesize_series
 
 
@@ -49,7 +51,7 @@ def test_series_without_sequence_and_unknown_method_are_refused(knee_sequence):
     series = synthesize_series(knee_phantom((16, 16)), knee_sequence, snr=None)
     series.sequence = None
     with pytest.raises(MRFError, match="no sequence"):
-        reconstruct(series)
+        input_from_series(series)
     with pytest.raises(MRFError, match="method"):
         ReconstructionSettings(method="xyz").validate()
 
@@ -78,8 +80,9 @@ def test_roi_with_only_masked_voxels_reports_exclusions():
 
 def test_nifti_export_carries_geometry_units_and_provenance(tmp_path, knee_maps):
     _, maps = knee_maps
-    written = export_all(maps, tmp_path / "out")
-    names = {p.name for p in written}
+    report = export_maps(maps, tmp_path / "out")
+    assert not report.failed
+    names = {p.name for p in report.files}
     assert {"T1map.nii.gz", "T2map.nii.gz", "T1rhomap.nii.gz", "PDmap.nii.gz", "matchmap.nii.gz", "maps.npz"} <= names
     image = nib.load(tmp_path / "out" / "T2map.nii.gz")
     data = np.asarray(image.dataobj)
@@ -87,7 +90,8 @@ def test_nifti_export_carries_geometry_units_and_provenance(tmp_path, knee_maps)
     np.testing.assert_allclose(np.abs(np.diag(image.affine))[:2], maps.geometry.pixel_spacing_mm)
     side = json.loads((tmp_path / "out" / "T1map.json").read_text())
     assert side["Units"] == "ms" and side["method"] == "dm"
-    assert side["sequence_hash"] == maps.sequence_hash and side["software_version"]
+    assert side["sequence_hash"] == maps.provenance.sequence_hash and side["software_version"]
+    assert side["dictionary"]["key"] == maps.provenance.dictionary.key and side["settings"]["refine"] is True
     npz = np.load(tmp_path / "out" / "maps.npz")
     np.testing.assert_array_equal(npz["T1rho"], maps.values["T1rho"])
     # Seconds for BIDS, on request.
@@ -103,10 +107,10 @@ def test_export_never_overwrites_without_permission_and_leaves_no_partial_set(tm
     out.mkdir()
     (out / "T2map.json").write_text("precious")
     with pytest.raises(MRFError, match="already exists"):
-        export_all(maps, out)
+        export_maps(maps, out)
     assert sorted(p.name for p in out.iterdir()) == ["T2map.json"]
     assert (out / "T2map.json").read_text() == "precious"
-    export_all(maps, out, overwrite=True)
+    export_maps(maps, out, overwrite=True)
     assert (out / "T2map.json").read_text() != "precious"
 
 
@@ -125,18 +129,42 @@ def test_failed_write_leaves_no_file(tmp_path, knee_maps, monkeypatch):
                 raise OSError(28, "No space left on device")
             real_replace(src, dst)
 
+        out = tmp_path / f"out{fail_at}"
         monkeypatch.setattr(os, "replace", full_disk)
-        with pytest.raises(MRFError, match="No space left"):
-            export_all(maps, tmp_path / "out")
-        assert not (tmp_path / "out").exists(), fail_at  # no file, no temporary, no empty folder
+        report = export_maps(maps, out)
+        monkeypatch.setattr(os, "replace", real_replace)
+        # Formats finished before the disk filled are kept whole; the one it hit and those after it
+        # are named and leave no file, no temporary and no empty folder.
+        assert set(report.written) | set(report.failed) == {"nifti", "npz", "png"}, fail_at
+        assert report.failed and all("No space left" in reason for reason in report.failed.values())
+        expected = sorted(p.name for paths in report.written.values() for p in paths)
+        present = sorted(p.name for p in out.iterdir()) if out.exists() else []
+        assert present == expected, fail_at
+        assert out.exists() == bool(report.written)
+    assert not list(tmp_path.glob("out0"))  # the disk full from the first file: nothing at all
     # A folder that existed before stays, with what it held.
     monkeypatch.setattr(os, "replace", real_replace)
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "notes.txt").write_text("mine")
     monkeypatch.setattr(os, "replace", full_disk)
-    with pytest.raises(MRFError):
-        export_all(maps, tmp_path / "keep")
+    assert export_maps(maps, tmp_path / "keep").failed
     assert [p.name for p in (tmp_path / "keep").iterdir()] == ["notes.txt"]
+
+
+def test_a_failing_format_keeps_the_others(tmp_path, knee_maps, monkeypatch):
+    """PNG export breaks (as a third-party writer may): NIfTI and npz are written and kept, PNG is named."""
+    import mrfviewer.io.png as png
+
+    _, maps = knee_maps
+
+    def broken(*args, **kwargs):
+        raise AttributeError("'FileDataset' object has no attribute 'PatientBirthDate'")
+
+    monkeypatch.setattr(png, "export_png", broken)
+    report = export_maps(maps, tmp_path / "out")
+    assert set(report.failed) == {"png"} and "PatientBirthDate" in report.failed["png"]
+    assert set(report.written) == {"nifti", "npz"}
+    assert (tmp_path / "out" / "T1map.nii.gz").exists() and not list((tmp_path / "out").glob("*.png"))
 
 
 def test_oblique_geometry_affine():

@@ -10,7 +10,8 @@ from mrfviewer.errors import MRFError
 from mrfviewer.io.dicom_write import write_mrf_dicom
 from mrfviewer.io.series_h5 import write_series_h5
 from mrfviewer.phantoms import knee_phantom
-from mrfviewer.reconstruction import ReconstructionSettings, reconstruct_dm, reconstruct_nn
+from mrfviewer.reconstruction import reconstruct_dm, reconstruct_nn
+from mrfviewer.settings import ReconstructionSettings
 from mrfviewer.synthesis import synthesize_series
 from mrfviewer.volume import open_dicom_source, open_h5_source, source_from_series
 

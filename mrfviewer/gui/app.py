@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from mrfviewer.errors import MRFError
 from mrfviewer.gui.main_window import MainWindow
 from mrfviewer.resources import assets_dir
 
@@ -65,15 +66,20 @@ def run_gui(
     def after_maps(*_: object) -> None:
         if click is not None and window.series is not None:
             x, y = click
-            z = window.map_view.current_slice()
-            window.map_view.select(z, y, x)
+            z = window.session.slice
             nn = window.maps.get("nn")
-            if nn is not None and math.isfinite(float(nn.values["T1"][z, y, x])):
+            shape = window.series.spatial_shape
+            inside = 0 <= y < shape[1] and 0 <= x < shape[2]
+            if nn is not None and inside and math.isfinite(float(nn.values["T1"][z, y, x])):
                 # Wait for the NN fingerprint (simulated in the background) so that it is in the picture.
                 window.nn_curve_added.connect(lambda: QtCore.QTimer.singleShot(100, finish))
                 window.show_pixel(z, y, x)
                 return
-            window.show_pixel(z, y, x)
+            try:
+                window.session.set_pixel(z, y, x)
+            except MRFError as exc:
+                fail(str(exc))
+                return
         QtCore.QTimer.singleShot(100, finish)
 
     window.loaded.connect(after_load)

@@ -1,7 +1,9 @@
 """The main window: browser, map viewer, fingerprint plot, ROI panel, reconstruction controls.
 
-The window only collects inputs and shows results; every computation is a core
-call run by :class:`~mrfviewer.gui.worker.JobRunner` on a worker thread.
+The window collects inputs and shows the :class:`~mrfviewer.session.Session`: widgets
+subscribe to its events and hold no science state. Every computation is a job of the
+session or the pipeline, run by :class:`~mrfviewer.gui.worker.JobRunner` on a worker
+thread; results are handed back to the session on the GUI thread.
 """
 
 from __future__ import annotations
@@ -12,40 +14,19 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from mrfviewer import __version__
+from mrfviewer import __version__, pipeline
 from mrfviewer.errors import MRFError
 from mrfviewer.gui.fingerprint_plot import FingerprintPlot
 from mrfviewer.gui.map_view import MapView
 from mrfviewer.gui.roi_panel import RoiPanel
 from mrfviewer.gui.worker import JobRunner
-from mrfviewer.maps import ParameterMaps
-from mrfviewer.series import Series
+from mrfviewer.pipeline import EstimatorChoice, Input, ParameterMaps
+from mrfviewer.session import Session
 
 log = logging.getLogger(__name__)
 MAX_RECENT = 8
-
-
-def load_any(path: Path, progress, cancel):  # noqa: ANN001, ANN201
-    """(series, labels, label names, folder scan or None) from a DICOM folder or an HDF5 file.
-
-    A label map beside the DICOM series (``labels.nii.gz``) is loaded with it.
-    """
-    from mrfviewer.io.export import load_label_map
-
-    if path.is_dir():
-        from mrfviewer.io.dicom_read import load_mrf_folder, scan_folder
-
-        scan = scan_folder(path, progress=progress, cancel=cancel)
-        series = load_mrf_folder(path, scan=scan, cancel=cancel)
-        labels_path = path / "labels.nii.gz"
-        if labels_path.exists():
-            labels, names = load_label_map(labels_path, series.spatial_shape)
-            return series, labels, names, scan
-        return series, None, {}, scan
-    from mrfviewer.io.series_h5 import read_series_h5
-
-    series = read_series_h5(path)
-    return series, series.labels, series.label_names, None
+#: The order in which maps are shown (whatever a result holds, all of it).
+MAP_ORDER = ("T1", "T2", "T1rho", "B1", "PD", "match", "uncertainty_T1", "uncertainty_T2", "uncertainty_T1rho")
 
 
 class StartPage(QtWidgets.QWidget):
@@ -87,22 +68,14 @@ class MainWindow(QtWidgets.QMainWindow):
     nn_curve_added = QtCore.Signal()
     _nn_curve_ready = QtCore.Signal(object, object, str)
 
-    def __init__(self, settings: QtCore.QSettings | None = None):
+    def __init__(self, settings: QtCore.QSettings | None = None, session: Session | None = None):
         super().__init__()
         self.setWindowTitle("mrfviewer")
         self.setAcceptDrops(True)
         self.settings = settings or QtCore.QSettings("mrfviewer", "mrfviewer")
+        self.session = session or Session()
         self.runner = JobRunner(self)
-        self.series: Series | None = None
-        self.maps: dict[str, ParameterMaps] = {}
-        self.labels: np.ndarray | None = None
-        self.label_names: dict[int, str] = {}
         self.path: Path | None = None
-        self._dictionary = None
-        self._model = None
-        # What DM matches against: a grid (None = the default knee grid) or a dictionary file.
-        self._grid = None
-        self._dictionary_file: Path | None = None
         self._pending: tuple[str, Path] | None = None
         self.demo_dialog: QtWidgets.QProgressDialog | None = None
 
@@ -113,7 +86,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.stack.addWidget(self.map_view)
         self.setCentralWidget(self.stack)
         self.fingerprint = FingerprintPlot()
-        self.roi_panel = RoiPanel()
+        self.roi_panel = RoiPanel(self.session)
         self.browser = QtWidgets.QTreeWidget()
         self.browser.setHeaderLabels(["series", "time points", "slices", "MiB", "MRF?"])
         docks = [
@@ -134,12 +107,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.runner.failed.connect(self._job_failed)
         self.runner.cancelled.connect(self._job_cancelled)
         self.map_view.pixel_clicked.connect(self.show_pixel)
-        self._nn_curve_ready.connect(self._add_nn_curve)
-        self._clicked: tuple[int, int, int] | None = None
         self.map_view.hovered.connect(lambda text: self.statusBar().showMessage(text))
-        self.map_view.slice_slider.valueChanged.connect(lambda _: self._update_rois())
+        self.map_view.slice_slider.valueChanged.connect(self.session.set_slice)
+        self._nn_curve_ready.connect(self._add_nn_curve)
         self.roi_panel.export_requested.connect(self.export_roi_csv_dialog)
+        self.roi_panel.fit_requested.connect(self.fit_template)
         self.roi_panel.outline_box.toggled.connect(lambda _: self._show_outline())
+        events = self.session.events
+        events.input.connect(self._on_input)
+        events.selection.connect(self._on_selection)
+        events.labels.connect(self._show_outline)
+        events.slice.connect(self.map_view.show_slice)
+        events.pixel.connect(self._on_pixel)
+        events.choices.connect(self._show_choices)
         self._refresh_recent()
         geometry = self.settings.value("geometry")
         if geometry is not None:
@@ -155,6 +135,19 @@ class MainWindow(QtWidgets.QMainWindow):
             self.resizeDocks(docks[2:], [230], QtCore.Qt.Orientation.Vertical)
         self._update_actions()
 
+    # -- what tests and scripts read --------------------------------------------------------
+    @property
+    def input(self) -> Input | None:
+        return self.session.input
+
+    @property
+    def series(self):  # noqa: ANN201 - a Series or None
+        return self.session.input.series if self.session.input is not None else None
+
+    @property
+    def maps(self) -> dict[str, ParameterMaps]:
+        return self.session.results
+
     # -- construction ---------------------------------------------------------
     def _add_dock(self, title: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self)
@@ -168,11 +161,12 @@ class MainWindow(QtWidgets.QMainWindow):
         bar.setObjectName("Reconstruction")
         self.method = QtWidgets.QComboBox()
         self.method.addItems(["DM", "NN"])
-        self.method.setToolTip("dictionary matching or neural network")
+        self.method.setToolTip("dictionary matching or neural network: the method shown and reconstructed")
+        self.method.currentTextChanged.connect(lambda text: self.session.select(text.lower()))
         self.mask_threshold = QtWidgets.QDoubleSpinBox()
         self.mask_threshold.setRange(0.0, 0.99)
         self.mask_threshold.setSingleStep(0.01)
-        self.mask_threshold.setValue(0.05)
+        self.mask_threshold.setValue(self.session.settings.mask_threshold)
         self.mask_threshold.setToolTip("background mask: fraction of the 99th percentile of the signal norm")
         self.sequence_label = QtWidgets.QLabel("sequence: -")
         self.dictionary_label = QtWidgets.QLabel("DM: knee grid (5 %)")
@@ -207,9 +201,7 @@ class MainWindow(QtWidgets.QMainWindow):
         menu.addAction("Load label map (NIfTI or DICOM SEG)...", self.load_labels_dialog, QtGui.QKeySequence("Ctrl+L"))
         menu.addAction("Use sequence file...", self.choose_sequence_dialog)
         nn_menu = menu.addMenu("Network for NN")
-        from mrfviewer.nn.model_io import shipped_models
-
-        for folder in shipped_models():
+        for folder in pipeline.shipped_networks():
             nn_menu.addAction(f"Shipped: {folder.name}", lambda f=folder: self.use_model(f))
         nn_menu.addAction("Network folder...", self.choose_model_dialog)
         nn_menu.addSeparator()
@@ -227,7 +219,8 @@ class MainWindow(QtWidgets.QMainWindow):
             group.addAction(action)
         if group.checkedAction() is None:  # an unknown saved value
             group.actions()[0].setChecked(True)
-        group.triggered.connect(lambda action: self.settings.setValue("nn_precision", action.data()))
+        self.session.set_settings(nn_precision=group.checkedAction().data())
+        group.triggered.connect(self._precision_chosen)
         self.nn_precision_group = group
         dm_menu = menu.addMenu("Dictionary for DM")
         dm_menu.addAction("Default knee grid (5 % steps)", self.use_default_grid)
@@ -276,12 +269,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.demo_dialog.setMinimumDuration(500)
         self.demo_dialog.canceled.connect(self.runner.cancel)
 
-    def open_path(self, path: Path) -> None:
-        """Load a DICOM folder or HDF5 series in the background."""
+    def open_path(self, path: Path, series_uid: str | None = None) -> None:
+        """Load a DICOM folder or HDF5 series (with its label map) in the background."""
         if not path.exists():
             self._error(f"{path} does not exist")
             return
-        if not self.runner.start("load", lambda p, c: load_any(path, p, c)):
+        job = lambda p, c: pipeline.open_input(path, series_uid=series_uid, in_memory=True, progress=p, cancel=c)  # noqa: E731
+        if not self.runner.start("load", job):
             self._busy_message()
             return
         self._pending = ("load", path)
@@ -294,19 +288,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self.load_labels(Path(name))
 
     def load_labels(self, path: Path) -> None:
-        """Use a label NIfTI or DICOM SEG for ROI statistics and outlines."""
-        from mrfviewer.io.export import load_label_map
-
-        if self.series is None:
-            self._error("open a series before loading its label map")
-            return
+        """Use a label NIfTI or DICOM SEG (placed on the series by geometry) for ROI statistics and outlines."""
         try:
-            self.labels, self.label_names = load_label_map(path, self.series.spatial_shape, self.series.geometry)
+            labels = self.session.load_labels(path)
         except MRFError as exc:
             self._error(str(exc))
             return
-        self._attach_rois()
-        self.statusBar().showMessage(f"label map {path.name}: {len(np.unique(self.labels)) - 1} labels")
+        note = f" ({labels.note})" if labels.note else ""
+        self.statusBar().showMessage(f"label map {path.name}: {len(labels.labels())} labels{note}")
 
     def choose_sequence_dialog(self) -> None:
         name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Sequence file", "", "Sequence (*.json)")
@@ -315,18 +304,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def use_sequence(self, path: Path) -> None:
         """Attach another sequence to the open series (the number of time points must match)."""
-        from mrfviewer.sequence import load_sequence
-
-        if self.series is None:
-            self._error("open a series first")
-            return
         try:
-            self.series = self.series.with_sequence(load_sequence(path))
+            self.session.use_sequence(path)
         except MRFError as exc:
             self._error(str(exc))
-            return
-        self.maps = {}
-        self._show_series()
 
     def choose_model_dialog(self) -> None:
         folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Network folder (model.pt + model.json)")
@@ -335,19 +316,21 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def use_model(self, folder: Path) -> None:
         """Use this network for NN reconstructions instead of the shipped one."""
-        from mrfviewer.nn.model_io import load_model
-
+        choice = EstimatorChoice("nn", model=folder)
         try:
-            self._model = load_model(folder)
+            pipeline.planned_outputs(choice)  # reads and validates the model folder
         except MRFError as exc:
             self._error(str(exc))
             return
-        self.statusBar().showMessage(f"NN reconstructions use {self._model.identity}")
-        self.model_label.setText(f"NN: {self._model.name}")
+        self.session.set_choice(choice)
+        self.statusBar().showMessage(f"NN reconstructions use the network {folder.name}")
+
+    def _precision_chosen(self, action: QtGui.QAction) -> None:
+        self.settings.setValue("nn_precision", action.data())
+        self.session.set_settings(nn_precision=action.data())
 
     def use_default_grid(self) -> None:
-        self._grid, self._dictionary_file = None, None
-        self.dictionary_label.setText("DM: knee grid (5 %)")
+        self.session.set_choice(EstimatorChoice("dm"))
 
     def choose_grid_dialog(self) -> None:
         name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Dictionary grid", "", "Grid (*.json)")
@@ -356,15 +339,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def use_grid(self, path: Path) -> None:
         """Match DM against a dictionary of this grid (generated and cached on first use)."""
-        from mrfviewer.grid import load_grid
-
+        choice = EstimatorChoice("dm", grid=path)
         try:
-            grid = load_grid(path)
+            choice.grid_value()
         except MRFError as exc:
             self._error(str(exc))
             return
-        self._grid, self._dictionary_file = grid, None
-        self.dictionary_label.setText(f"DM: grid {path.name} ({grid.n_atoms:,} atoms)")
+        self.session.set_choice(choice)
 
     def choose_dictionary_dialog(self) -> None:
         name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Dictionary file", "", "Dictionary (*.h5 *.hdf5)")
@@ -376,8 +357,20 @@ class MainWindow(QtWidgets.QMainWindow):
         if not path.is_file():
             self._error(f"dictionary file not found: {path}")
             return
-        self._grid, self._dictionary_file = None, path
-        self.dictionary_label.setText(f"DM: {path.name}")
+        self.session.set_choice(EstimatorChoice("dm", dictionary_file=path))
+
+    def _show_choices(self) -> None:
+        dm, nn = self.session.dm_choice, self.session.nn_choice
+        if dm.dictionary_file is not None:
+            self.dictionary_label.setText(f"DM: {dm.dictionary_file.name}")
+        elif dm.grid is not None:
+            try:
+                self.dictionary_label.setText(f"DM: grid {dm.grid.name} ({dm.grid_value().n_atoms:,} atoms)")
+            except MRFError:
+                self.dictionary_label.setText(f"DM: grid {dm.grid.name}")
+        else:
+            self.dictionary_label.setText("DM: knee grid (5 %)")
+        self.model_label.setText(f"NN: {nn.model_path().name}" if nn.model is not None else "NN: shipped network")
 
     def _fill_browser(self, path: Path, scan) -> None:  # noqa: ANN001 - a ScanResult or None (HDF5)
         self.browser.clear()
@@ -413,34 +406,25 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- reconstruction -----------------------------------------------------------
     def reconstruct(self) -> None:
-        from mrfviewer.engine import scaled
-        from mrfviewer.grid import default_knee_grid
-        from mrfviewer.reconstruction import ReconstructionSettings, reconstruct
-
-        if self.series is None:
-            self._error("open a series first")
-            return
-        if self.series.sequence is None:
-            self._error("the series names no sequence (mrf_sequence.json); reconstruction needs one")
-            return
+        """Reconstruct the open series with the chosen method (the other method's result stays)."""
         method = self.method.currentText().lower()
-        settings = ReconstructionSettings(
-            method=method,
-            mask_threshold=self.mask_threshold.value(),
-            nn_precision=self.nn_precision_group.checkedAction().data(),
-        )
-        series, model = self.series, self._model if method == "nn" else None
-        grid, dictionary_file = self._grid or default_knee_grid(), self._dictionary_file
-
-        def job(p, c):  # noqa: ANN001, ANN202
-            if method == "nn":
-                return reconstruct(series, settings, model=model, progress=p, cancel=c), None
-            # DM: keep the dictionary, so clicks expand atoms without reading the cache file again.
-            dictionary = _dm_dictionary(series, grid, dictionary_file, scaled(p, 0.0, 0.5), c)
-            maps = reconstruct(series, settings, dictionary=dictionary, progress=scaled(p, 0.5, 1.0), cancel=c)
-            return maps, dictionary
-
+        try:
+            self.session.set_settings(mask_threshold=self.mask_threshold.value())
+            job = self.session.reconstruction_job(method)
+        except MRFError as exc:
+            self._error(str(exc))
+            return
         if not self.runner.start(f"reconstruct {method}", job):
+            self._busy_message()
+
+    def fit_template(self) -> None:
+        """Fit the NIST sphere template to the PD map in the background (seconds)."""
+        try:
+            job = self.session.template_fit_job()
+        except MRFError as exc:
+            self._error(str(exc))
+            return
+        if not self.runner.start("fit template", job):
             self._busy_message()
 
     # -- job signals --------------------------------------------------------------
@@ -474,26 +458,24 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_path(path)
             return
         if kind == "load":
-            self.series, self.labels, self.label_names, scan = result  # type: ignore[misc]
             _, self.path = self._pending or ("", None)
             self._pending = None
+            assert isinstance(result, Input)
             if self.path is not None:
-                self._fill_browser(self.path, scan)
-            self.maps = {}
-            self._show_series()
+                self._fill_browser(self.path, result.scan)
+            self.session.open(result)
             self._remember(self.path)
             self.loaded.emit()
         elif kind.startswith("reconstruct"):
-            method = kind.split()[-1]
-            self.maps[method], dictionary = result  # type: ignore[misc]
-            if dictionary is not None:
-                self._dictionary = dictionary
-            self._show_maps(method)
-            precision = self.maps[method].settings.get("nn_precision") if method == "nn" else None
-            self.statusBar().showMessage(
-                f"{method.upper()} reconstruction done" + (f" ({precision})" if precision else "")
-            )
-            self.reconstructed.emit(method)
+            maps, estimator = result  # type: ignore[misc]
+            self.session.add_result(maps, estimator)
+            model = maps.provenance.model
+            precision = f" ({model.precision})" if model is not None else ""
+            self.statusBar().showMessage(f"{maps.method.upper()} reconstruction done{precision}")
+            self.reconstructed.emit(maps.method)
+        elif kind == "fit template":
+            self.roi_panel.set_template(result)  # type: ignore[arg-type]
+            self.statusBar().showMessage("NIST template fitted to the PD map")
         elif kind in ("export", "compare"):
             self.statusBar().showMessage(str(result))
 
@@ -513,133 +495,109 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_actions()
         self.statusBar().showMessage(f"{kind} cancelled; nothing was changed")
 
-    # -- display ----------------------------------------------------------------
-    def _show_series(self) -> None:
-        assert self.series is not None
+    # -- display (session events) -------------------------------------------------------
+    def _on_input(self) -> None:
+        """A new series: every view starts again from the session (which reset everything)."""
+        input = self.session.input
+        assert input is not None and input.series is not None
         self.stack.setCurrentWidget(self.map_view)
-        self.map_view.set_raw(np.abs(self.series.data))
-        seq = self.series.sequence
-        self.sequence_label.setText(f"sequence: {seq.name} ({seq.n_timepoints} points)" if seq else "sequence: none")
-        self.fingerprint.set_markers(seq.preparation_markers() if seq else [])
+        self.roi_panel.forget()
+        self.map_view.select(None)
+        self.map_view.set_raw(np.abs(input.series.data), self.session.slice)
+        seq = input.sequence
+        self.sequence_label.setText(f"sequence: {seq.name} ({seq.n_timepoints} points)")
+        self.fingerprint.set_markers(seq.preparation_markers())
         self.fingerprint.clear()  # the last series' voxel is gone
-        self.setWindowTitle(f"mrfviewer - {self.path.name if self.path else ''}")
-        self._attach_rois()
+        self.setWindowTitle(f"mrfviewer - {self.path.name if self.path else input.name}")
+        self._on_selection(self.session.method)
 
-    def _layers(self, method: str) -> dict[str, tuple[np.ndarray, str]]:
-        maps = self.maps[method]
-        order = ["T1", "T2", "T1rho", "B1", "PD", "match", "uncertainty_T1", "uncertainty_T2", "uncertainty_T1rho"]
-        names = [n for n in order if n in maps.values][:6]
+    def _layers(self, maps: ParameterMaps) -> dict[str, tuple[np.ndarray, str]]:
+        names = [n for n in MAP_ORDER if n in maps.values] + [n for n in maps.values if n not in MAP_ORDER]
         return {n: (maps.values[n], maps.unit(n)) for n in names}
 
-    def _show_maps(self, method: str) -> None:
-        self.map_view.set_maps(self._layers(method))
-        self._attach_rois()
-
-    def _attach_rois(self) -> None:
+    def _on_selection(self, method: str) -> None:
+        """Show the stored result of the selected method (none yet: the raw images)."""
+        if self.method.currentText().lower() != method:
+            self.method.blockSignals(True)
+            self.method.setCurrentText(method.upper())
+            self.method.blockSignals(False)
+        input, maps = self.session.input, self.session.selected
+        if input is None or input.series is None:
+            return
+        if maps is not None:
+            self.map_view.set_maps(self._layers(maps), self.session.slice)
+        elif self.map_view.names != ["raw"]:
+            self.map_view.set_raw(np.abs(input.series.data), self.session.slice)
         self.roi_panel.attach(self.map_view.first_view(), self.map_view.first_image())
-        if self.series is not None:
-            self.roi_panel.pixel_spacing_mm = float(self.series.geometry.pixel_spacing_mm[1])
-        truth = self.series.truth if self.series is not None else None
-        self.roi_panel.set_labels(self.labels, self.label_names, truth)
+        self.roi_panel.refresh()
         self._show_outline()
-        self._update_rois()
+        self.map_view.select(self.session.pixel)
+        if self.session.pixel is not None:
+            self._on_pixel(self.session.pixel)
 
     def _show_outline(self) -> None:
-        self.map_view.set_overlay(self.labels if self.roi_panel.outline_box.isChecked() else None)
-
-    def _update_rois(self) -> None:
-        method = self._current_method()
-        if method is not None:
-            layers = self._layers(method)
-        elif self.series is not None:
-            layers = {"raw": (np.abs(self.series.data[self.map_view.time_slider.value()]), "a.u.")}
-        else:
-            return
-        self.roi_panel.set_layers(layers, self.map_view.current_slice())
-
-    def _current_method(self) -> str | None:
-        wanted = self.method.currentText().lower()
-        if wanted in self.maps:
-            return wanted
-        return next(iter(self.maps), None)
+        labels = self.session.labels
+        shown = labels is not None and self.roi_panel.outline_box.isChecked()
+        self.map_view.set_overlay(labels.values if shown else None)  # type: ignore[union-attr]
 
     def show_pixel(self, z: int, y: int, x: int) -> None:
-        """Plot the fingerprint at (slice z, row y, column x) against the model curves."""
-        if self.series is None:
-            return
-        measured = self.series.data[:, z, y, x]
-        curves = {}
-        dm = self.maps.get("dm")
-        if dm is not None and dm.atom is not None and dm.atom[z, y, x] >= 0:
-            dictionary = self._cached_dictionary(dm)
-            if dictionary is not None:
-                atom = int(dm.atom[z, y, x])
-                curve = dictionary.coeffs[atom] @ dictionary.basis  # expansion in the SVD basis: instant
-                t1, t2, t1rho = (dm.values[p][z, y, x] for p in ("T1", "T2", "T1rho"))
-                curves["DM atom"] = (curve, f"T1 {t1:.0f}, T2 {t2:.1f}, T1rho {t1rho:.1f} ms")
-        self.fingerprint.set_fingerprint(measured, f"pixel x {x}, y {y}, slice {z + 1}", curves)
-        nn = self.maps.get("nn")
-        self._clicked = (z, y, x)
-        if nn is not None and np.isfinite(nn.values["T1"][z, y, x]) and self.series.sequence is not None:
-            from mrfviewer.simulation import simulate_one
+        """Select the voxel at (slice z, row y, column x): crosshair and fingerprint."""
+        try:
+            self.session.set_pixel(z, y, x)
+        except MRFError as exc:
+            self._error(str(exc))
 
+    def _on_pixel(self, pixel: tuple[int, int, int] | None) -> None:
+        """Plot the selected voxel's fingerprint against the model curves of the stored results."""
+        self.map_view.select(pixel)
+        if pixel is None or self.session.input is None:
+            self.fingerprint.clear()
+            return
+        z, y, x = pixel
+        curves = {}
+        dm = self.session.results.get("dm")
+        atom = self.session.curve("dm", z, y, x)
+        if atom is not None and dm is not None:
+            t1, t2, t1rho = (dm.values[p][z, y, x] for p in ("T1", "T2", "T1rho"))
+            curves["DM atom"] = (atom, f"T1 {t1:.0f}, T2 {t2:.1f}, T1rho {t1rho:.1f} ms")
+        self.fingerprint.set_fingerprint(self.session.measured(z, y, x), f"pixel x {x}, y {y}, slice {z + 1}", curves)
+        nn = self.session.results.get("nn")
+        if nn is not None and np.isfinite(nn.values["T1"][z, y, x]):
+            session = self.session
             t1, t2, t1rho = (float(nn.values[p][z, y, x]) for p in ("T1", "T2", "T1rho"))
-            sequence, pixel = self.series.sequence, (z, y, x)
             text = f"T1 {t1:.0f}, T2 {t2:.1f}, T1rho {t1rho:.1f} ms"
 
             def simulate() -> None:
                 # About 0.1 s for one tissue: off the GUI thread so the click stays instant.
-                curve = simulate_one(sequence, t1, t2, max(t1rho, t2))
-                self._nn_curve_ready.emit(pixel, curve, text)
+                curve = session.curve("nn", z, y, x)
+                if curve is not None:
+                    self._nn_curve_ready.emit(pixel, curve, text)
 
             QtCore.QThreadPool.globalInstance().start(simulate)
 
     def _add_nn_curve(self, pixel: tuple, curve: np.ndarray, text: str) -> None:
-        if pixel == self._clicked:  # the user may have clicked elsewhere meanwhile
+        if pixel == self.session.pixel:  # the user may have clicked elsewhere meanwhile
             self.fingerprint.add_curve("NN", curve, text)
             self.nn_curve_added.emit()
 
-    def _cached_dictionary(self, maps: ParameterMaps):  # noqa: ANN202
-        """The dictionary the DM maps were matched against (kept from the reconstruction job)."""
-        key = maps.source.replace("dictionary ", "")
-        return self._dictionary if self._dictionary is not None and self._dictionary.key == key else None
-
     # -- exports --------------------------------------------------------------------
     def export_maps_dialog(self, kind: str) -> None:
-        method = self._current_method()
-        if method is None:
+        if self.session.selected is None:
             self._error("reconstruct first: there are no maps to export")
             return
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, f"Export {method.upper()} maps as {kind} into")
+        method = self.session.method.upper()
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, f"Export the {method} maps as {kind} into")
         if folder:
-            self.export_maps(kind, Path(folder) / f"mrfviewer_{method}")
+            self.export_maps(kind, self.session.default_export_folder(folder))
 
     def export_maps(self, kind: str, folder: Path, overwrite: bool = False) -> bool:
-        """Export the current maps in the background; returns False if a job is running."""
-        from mrfviewer.io.export import export_all
-
-        method = self._current_method()
-        if method is None:
+        """Export the shown result in the background; returns False if nothing was started."""
+        formats = {"nifti": ("nifti", "npz"), "png": ("png",), "dicom": ("dicom",)}[kind]
+        try:
+            job = self.session.export_job(formats, folder, overwrite)
+        except MRFError as exc:
+            self._error(str(exc))
             return False
-        maps, series = self.maps[method], self.series
-        sources = (series.source_files if series else []) if kind == "dicom" else None
-        if kind == "dicom" and not sources:
-            self._error("DICOM Parametric Maps need a series opened from DICOM (its images are referenced)")
-            return False
-
-        def job(progress, cancel):  # noqa: ANN001, ANN202
-            # All or nothing: a cancel or a write failure leaves none of this export's files.
-            written = export_all(
-                maps,
-                folder,
-                overwrite=overwrite,
-                nifti=kind == "nifti",
-                png=kind == "png",
-                source_files=sources,
-                cancel=cancel,
-            )
-            return f"wrote {len(written)} files to {folder}"
-
         started = self.runner.start("export", job)
         if not started:
             self._busy_message()
@@ -655,44 +613,32 @@ class MainWindow(QtWidgets.QMainWindow):
         report (ROI means of both methods, Bland-Altman, difference maps) into ``folder``."""
         from mrfviewer.data_evaluation import compare_source, write_data_report
         from mrfviewer.engine import scaled
-        from mrfviewer.grid import default_knee_grid
         from mrfviewer.io.atomic import check_writable_target, staged_folder
-        from mrfviewer.nn.model_io import default_model_path, load_model
 
-        if self.series is None or self.series.sequence is None:
-            self._error("open a series with a sequence first")
+        input = self.session.input
+        if input is None:
+            self._error("open a series first")
             return False
         try:
             check_writable_target(folder / "report.md", overwrite)
         except MRFError as exc:
             self._error(str(exc))
             return False
-        series, labels, names = self.series, self.labels, dict(self.label_names)
-        grid, dictionary_file, model = self._grid or default_knee_grid(), self._dictionary_file, self._model
+        session = self.session
+        dm_choice, nn_choice = session.dm_choice, session.nn_choice
         path = str(self.path or "")
         subject = self.path.parent.name if self.path is not None else ""
 
         def job(p, c):  # noqa: ANN001, ANN202
-            dictionary = _dm_dictionary(series, grid, dictionary_file, scaled(p, 0.0, 0.4), c)
-            network = model or load_model(default_model_path())
-            name = series.description or series.uid or "series"
+            dm = pipeline.make_estimator(dm_choice, input.sequence, input.signal, cache=session.cache, progress=p)
+            nn = pipeline.make_estimator(nn_choice, input.sequence, input.signal, cache=session.cache)
             with staged_folder(folder, overwrite) as stage:  # all or nothing
                 comparison = compare_source(
-                    series,
-                    labels,
-                    names,
-                    subject,
-                    name,
-                    dictionary,
-                    network,
-                    stage,
-                    progress=scaled(p, 0.4, 0.95),
-                    cancel=c,
-                    path=path,
+                    input, subject, input.name, dm, nn, stage, progress=scaled(p, 0.4, 0.95), cancel=c, path=path
                 )
                 if comparison.status == "failed":
                     raise MRFError(comparison.message)
-                write_data_report(stage, [comparison], dictionary, network)
+                write_data_report(stage, [comparison], dm, nn)
             return f"wrote the DM vs NN report to {folder / 'report.md'}"
 
         started = self.runner.start("compare", job)
@@ -701,7 +647,8 @@ class MainWindow(QtWidgets.QMainWindow):
         return started
 
     def export_roi_csv_dialog(self) -> None:
-        name, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export ROI statistics", "roi_stats.csv", "CSV (*.csv)")
+        default = f"roi_stats_{self.session.method}.csv"
+        name, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export ROI statistics", default, "CSV (*.csv)")
         if name:
             try:
                 self.export_roi_csv(Path(name), overwrite=True)
@@ -709,15 +656,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 self._error(str(exc))
 
     def export_roi_csv(self, path: Path, overwrite: bool = False) -> Path:
-        from mrfviewer.roi import write_stats_csv
-
-        method = self._current_method()
-        maps = self.maps.get(method) if method else None
-        if maps is None or not self.roi_panel.stats:
-            raise MRFError("no ROI statistics to export: reconstruct and draw or load ROIs first")
-        return write_stats_csv(
-            self.roi_panel.stats, maps, path, overwrite=overwrite, slice_text=str(self.map_view.current_slice() + 1)
-        )
+        """The ROI statistics of the shown result (the method and each row's scope in columns)."""
+        return self.session.write_roi_csv(path, overwrite=overwrite)
 
     def save_view_dialog(self) -> None:
         name, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save the view", "view.png", "PNG (*.png)")
@@ -782,13 +722,3 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("state", self.saveState())
         event.accept()
-
-
-def _dm_dictionary(series: Series, grid, dictionary_file: Path | None, progress, cancel):  # noqa: ANN001, ANN202
-    """The dictionary DM uses for ``series``: the chosen file, else the (cached) grid dictionary."""
-    from mrfviewer.dictionary import DictionarySettings, get_dictionary, load_dictionary
-
-    if dictionary_file is not None:
-        return load_dictionary(dictionary_file)
-    signal = "complex" if series.is_complex else "magnitude"
-    return get_dictionary(series.sequence, grid, DictionarySettings(signal=signal), progress=progress, cancel=cancel)

@@ -133,6 +133,7 @@ class MapView(QtWidgets.QWidget):
         self.graphics.scene().sigMouseMoved.connect(self._on_move)
         self.graphics.scene().sigMouseClicked.connect(self._on_click)
         self._set_sliders(1, 1)
+        self._redraw()
 
     # -- content -------------------------------------------------------------
     @property
@@ -147,22 +148,29 @@ class MapView(QtWidgets.QWidget):
         self._overlay = labels
         self._redraw()
 
-    def set_raw(self, magnitude: np.ndarray) -> None:
-        """Show raw time-point images; ``magnitude`` is (T, Z, Y, X)."""
+    def set_raw(self, magnitude: np.ndarray, z: int = 0) -> None:
+        """Show raw time-point images of slice ``z``; ``magnitude`` is (T, Z, Y, X)."""
         self._raw = magnitude
         self._layers = {RAW: (magnitude[0], "a.u.")}
         self._windows = {RAW: default_window(RAW, magnitude[magnitude.shape[0] // 2])}
+        self._set_sliders(magnitude.shape[1], magnitude.shape[0], z)  # before anything reads the slice
         self._build()
-        self._set_sliders(magnitude.shape[1], magnitude.shape[0])
+        self._redraw()
 
-    def set_maps(self, layers: dict[str, tuple[np.ndarray, str]]) -> None:
-        """Show maps: name -> ((Z, Y, X) values, unit)."""
+    def set_maps(self, layers: dict[str, tuple[np.ndarray, str]], z: int = 0) -> None:
+        """Show maps of slice ``z``: name -> ((Z, Y, X) values, unit)."""
         self._raw = None
         self._layers = dict(layers)
         self._windows = {name: default_window(name, values) for name, (values, _) in layers.items()}
-        self._build()
         first = next(iter(layers.values()))[0]
-        self._set_sliders(first.shape[0], 0)
+        self._set_sliders(first.shape[0], 0, z)
+        self._build()
+        self._redraw()
+
+    def show_slice(self, z: int) -> None:
+        """Show slice ``z`` (set from outside, e.g. by the session)."""
+        if z != self.slice_slider.value():
+            self.slice_slider.setValue(z)
 
     def window(self, name: str) -> tuple[float, float]:
         return self._windows[name]
@@ -175,11 +183,11 @@ class MapView(QtWidgets.QWidget):
             self._show_window_fields(name)
         self._redraw()
 
-    def select(self, z: int, y: int, x: int) -> None:
-        """Mark pixel (row y, column x) of slice z in every view."""
-        self._selected = (z, y, x)
-        if z != self.current_slice():
-            self.slice_slider.setValue(z)
+    def select(self, pixel: tuple[int, int, int] | None) -> None:
+        """Mark pixel (slice z, row y, column x) in every view (None: no mark)."""
+        self._selected = pixel
+        if pixel is not None and pixel[0] != self.current_slice():
+            self.slice_slider.setValue(pixel[0])
         self._draw_cross()
 
     def value_at(self, name: str, z: int, y: int, x: int) -> float:
@@ -195,14 +203,17 @@ class MapView(QtWidgets.QWidget):
         return self._panels[0].image if self._panels else None
 
     # -- internals -------------------------------------------------------------
-    def _set_sliders(self, n_slices: int, n_time: int) -> None:
-        self.slice_slider.setRange(0, max(n_slices - 1, 0))
+    def _set_sliders(self, n_slices: int, n_time: int, z: int = 0) -> None:
+        """Ranges and values of the sliders, without redrawing (the caller redraws once)."""
+        for slider, top, value in ((self.slice_slider, n_slices, z), (self.time_slider, n_time, 0)):
+            slider.blockSignals(True)
+            slider.setRange(0, max(top - 1, 0))
+            slider.setValue(min(max(value, 0), max(top - 1, 0)) if slider is self.slice_slider else slider.value())
+            slider.blockSignals(False)
         self.slice_slider.setVisible(n_slices > 1)
         self.slice_label.setVisible(n_slices > 1)
-        self.time_slider.setRange(0, max(n_time - 1, 0))
         self.time_slider.setVisible(n_time > 1)
         self.time_label.setVisible(n_time > 1)
-        self._redraw()
 
     def _build(self) -> None:
         self.graphics.clear()
@@ -315,6 +326,4 @@ class MapView(QtWidgets.QWidget):
         hit = self._pixel_at(event.scenePos())
         if hit is not None:
             _, y, x = hit
-            z = self.current_slice()
-            self.select(z, y, x)
-            self.pixel_clicked.emit(z, y, x)
+            self.pixel_clicked.emit(self.current_slice(), y, x)

@@ -1,4 +1,9 @@
-"""ROI panel: drawn ROIs and label maps, a live statistics table, CSV export."""
+"""ROI panel: shapes drawn on the map view, the NIST template, and the statistics table.
+
+The panel owns only what is drawn (pyqtgraph ROI items); every mask it draws goes to the
+:class:`~mrfviewer.session.Session`, and the table lists the session's statistics of the
+shown result (with its method and the scope of each row).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,11 @@ import pyqtgraph as pg
 from matplotlib.path import Path as PolygonPath
 from PySide6 import QtCore, QtWidgets
 
-from mrfviewer.phantom_fit import SphereTemplate, fit_nist_template
-from mrfviewer.phantoms import NIST_T2_ARRAY, knee_tissue, nist_sphere_centres_mm
-from mrfviewer.roi import RoiStats, roi_statistics
+from mrfviewer.session import RoiRow, Session, SphereTemplate
 
-TABLE_COLUMNS = ("ROI", "map", "unit", "n", "mean", "SD", "median", "reference", "error %")
+TABLE_COLUMNS = ("ROI", "map", "method", "scope", "unit", "n", "mean", "SD", "median", "reference", "error %")
 _TEMPLATE_MM = 140.0  # side of the template's square in mm
+_SPHERE_CENTRES_MM = SphereTemplate(0.0, 0.0, 0.0, 1.0).centres()
 
 
 class SphereTemplateROI(pg.ROI):
@@ -49,7 +53,7 @@ class SphereTemplateROI(pg.ROI):
         side = float(self.size().x())
         scale = side / _TEMPLATE_MM
         painter.setPen(pg.mkPen((0, 255, 255), width=1.5))
-        for i, (x, y) in enumerate(nist_sphere_centres_mm()):
+        for i, (x, y) in enumerate(_SPHERE_CENTRES_MM):
             cx, cy = side / 2 + x * scale, side / 2 + y * scale
             r = 10.0 * scale
             painter.drawEllipse(QtCore.QPointF(cx, cy), r, r)
@@ -69,13 +73,26 @@ def roi_mask(roi: pg.ROI, image: pg.ImageItem, shape: tuple[int, int]) -> np.nda
     return PolygonPath(polygon).contains_points(centres).reshape(shape)
 
 
+def _make_roi(kind: str, pos: tuple[float, float], size: tuple[float, float]) -> pg.ROI:
+    pen = pg.mkPen((255, 255, 0), width=2)
+    if kind == "rectangle":
+        return pg.RectROI(pos, size, pen=pen)
+    if kind == "ellipse":
+        return pg.EllipseROI(pos, size, pen=pen)
+    x, y = pos
+    dx, dy = size
+    return pg.PolyLineROI([(x, y), (x + dx, y), (x + dx * 0.7, y + dy), (x, y + dy * 0.8)], closed=True, pen=pen)
+
+
 class RoiPanel(QtWidgets.QWidget):
-    """Draw ROIs on the map view and list their statistics for every map."""
+    """Draw ROIs on the map view and list the session's statistics for every map."""
 
     export_requested = QtCore.Signal()
+    fit_requested = QtCore.Signal()
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, session: Session, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
+        self.session = session
         self.rect_button = QtWidgets.QPushButton("Rectangle")
         self.ellipse_button = QtWidgets.QPushButton("Ellipse")
         self.polygon_button = QtWidgets.QPushButton("Polygon")
@@ -86,14 +103,14 @@ class RoiPanel(QtWidgets.QWidget):
         self.fit_button = QtWidgets.QPushButton("Fit template")
         self.fit_button.setToolTip("fit the sphere template to the PD map (T2 decides the orientation)")
         self.labels_box = QtWidgets.QCheckBox("label map statistics")
-        self.labels_box.setChecked(True)
+        self.labels_box.setChecked(session.label_statistics)
         self.outline_box = QtWidgets.QCheckBox("outline labels")
         self.outline_box.setChecked(True)
         self.table = QtWidgets.QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Interactive)
         buttons = QtWidgets.QGridLayout()
         for i, b in enumerate((self.rect_button, self.ellipse_button, self.polygon_button, self.clear_button)):
             buttons.addWidget(b, 0, i)
@@ -111,166 +128,135 @@ class RoiPanel(QtWidgets.QWidget):
         self.polygon_button.clicked.connect(lambda: self.add_roi("polygon"))
         self.clear_button.clicked.connect(self.clear)
         self.export_button.clicked.connect(self.export_requested)
-        self.labels_box.toggled.connect(lambda _: self.refresh())
-        self.template_button.clicked.connect(self.add_template)
-        self.fit_button.clicked.connect(self.fit_template)
+        self.labels_box.toggled.connect(session.set_label_statistics)
+        self.template_button.clicked.connect(lambda: self.add_template())
+        self.fit_button.clicked.connect(self.fit_requested)
         self.template_roi: SphereTemplateROI | None = None
-        self.references: dict[str, float] = {}
-        self.rois: list[tuple[str, pg.ROI]] = []
+        # What is drawn, by ROI name: (kind, pyqtgraph item). Items live on the first map panel.
+        self.rois: dict[str, tuple[str, pg.ROI]] = {}
         self._view: pg.ViewBox | None = None
         self._image: pg.ImageItem | None = None
-        self._layers: dict[str, tuple[np.ndarray, str]] = {}
-        self._slice = 0
-        self._labels: np.ndarray | None = None
-        self._truth: dict[str, np.ndarray] = {}
-        self._label_names: dict[int, str] = {}
-        self.stats: list[RoiStats] = []
+        self.rows: list[RoiRow] = []
+        for event in (session.events.rois, session.events.selection, session.events.labels, session.events.slice):
+            event.connect(lambda *_: self.refresh())
 
+    # -- drawing ----------------------------------------------------------------------------
     def attach(self, view: pg.ViewBox | None, image: pg.ImageItem | None) -> None:
-        """Draw ROIs on ``view`` (over ``image``); existing ROIs are dropped."""
-        self.rois = []
-        self.template_roi = None
+        """Draw on ``view`` (over ``image``): the shapes drawn so far move there (the views were rebuilt)."""
+        states = {name: (kind, roi.saveState()) for name, (kind, roi) in self.rois.items()}
+        template = self.template_roi.template() if self.template_roi is not None else None
+        self.rois, self.template_roi = {}, None
         self._view, self._image = view, image
+        if view is None:
+            return
+        for name, (kind, state) in states.items():
+            roi = _make_roi(kind, (0, 0), (1, 1))
+            roi.setState(state)
+            self._add(name, kind, roi, push=False)
+        if template is not None:
+            self.add_template(template, push=False)
 
-    def set_layers(self, layers: dict[str, tuple[np.ndarray, str]], slice_index: int) -> None:
-        self._layers = {k: v for k, v in layers.items() if k in ("T1", "T2", "T1rho", "B1", "PD", "raw")}
-        self._slice = slice_index
-        self.refresh()
+    def forget(self) -> None:
+        """A new series: nothing drawn on the last one applies."""
+        self.rois, self.template_roi = {}, None
+        self._view = self._image = None
 
-    def set_labels(
-        self, labels: np.ndarray | None, names: dict[int, str], truth: dict[str, np.ndarray] | None = None
-    ) -> None:
-        """Label map with names; ``truth`` holds ground-truth maps (Z, Y, X) of a digital phantom, if known."""
-        self._labels, self._label_names = labels, names
-        self._truth = truth or {}
-        self.refresh()
+    def _plane_shape(self) -> tuple[int, int] | None:
+        if self._image is None or self._image.image is None:
+            return None
+        return tuple(self._image.image.shape[:2])  # type: ignore[return-value]
+
+    def _add(self, name: str, kind: str, roi: pg.ROI, push: bool = True) -> None:
+        assert self._view is not None
+        self._view.addItem(roi)
+        roi.sigRegionChangeFinished.connect(lambda _, n=name: self._push(n))
+        self.rois[name] = (kind, roi)
+        if push:
+            self._push(name)
+
+    def _push(self, name: str) -> None:
+        shape = self._plane_shape()
+        if shape is None or name not in self.rois:
+            return
+        self.session.set_roi(name, roi_mask(self.rois[name][1], self._image, shape))
 
     def add_roi(
         self, kind: str, pos: tuple[float, float] | None = None, size: tuple[float, float] | None = None
     ) -> pg.ROI | None:
         """Add a rectangle, ellipse or polygon ROI (default: centred, a fifth of the image)."""
-        if self._view is None or self._image is None or self._image.image is None:
+        shape = self._plane_shape()
+        if self._view is None or shape is None:
             return None
-        h, w = self._image.image.shape[:2]
+        h, w = shape
         size = size or (max(w / 5, 2), max(h / 5, 2))
         pos = pos or (w / 2 - size[0] / 2, h / 2 - size[1] / 2)
-        pen = pg.mkPen((255, 255, 0), width=2)
-        if kind == "rectangle":
-            roi: pg.ROI = pg.RectROI(pos, size, pen=pen)
-        elif kind == "ellipse":
-            roi = pg.EllipseROI(pos, size, pen=pen)
-        else:
-            x, y = pos
-            dx, dy = size
-            roi = pg.PolyLineROI([(x, y), (x + dx, y), (x + dx * 0.7, y + dy), (x, y + dy * 0.8)], closed=True, pen=pen)
-        self._view.addItem(roi)
-        roi.sigRegionChangeFinished.connect(lambda _: self.refresh())
-        self.rois.append((f"{kind} {len(self.rois) + 1}", roi))
-        self.refresh()
+        number = 1 + max((int(n.split()[-1]) for n in self.rois if n.split()[-1].isdigit()), default=0)
+        roi = _make_roi(kind, pos, size)
+        self._add(f"{kind} {number}", kind, roi)
         return roi
 
-    def add_template(self, template: SphereTemplate | None = None) -> SphereTemplateROI | None:
+    def add_template(self, template: SphereTemplate | None = None, push: bool = True) -> SphereTemplateROI | None:
         """Overlay the NIST sphere template (centred, 1 mm per pixel, unless given)."""
-        if self._view is None or self._image is None or self._image.image is None:
+        shape = self._plane_shape()
+        if self._view is None or shape is None:
             return None
         if self.template_roi is not None:
             self._view.removeItem(self.template_roi)
-        h, w = self._image.image.shape[:2]
+        h, w = shape
         template = template or SphereTemplate(w / 2, h / 2, 0.0, min(h, w) / 150.0)
         self.template_roi = SphereTemplateROI(template)
         self._view.addItem(self.template_roi)
-        self.template_roi.sigRegionChangeFinished.connect(lambda _: self.refresh())
-        self.refresh()
+        self.template_roi.sigRegionChangeFinished.connect(lambda _: self._push_template())
+        if push:
+            self._push_template()
         return self.template_roi
 
-    def fit_template(self) -> SphereTemplate | None:
-        """Fit the template to the current slice's PD map (and T2 for sphere identity)."""
-        if "PD" not in self._layers:
-            return None
-        pd = self._layers["PD"][0][self._slice]
-        t2 = self._layers["T2"][0][self._slice] if "T2" in self._layers else None
-        fitted = fit_nist_template(pd, 1.0 / max(self._pixels_per_mm(), 1e-6), t2=t2)
+    def set_template(self, template: SphereTemplate) -> None:
+        """Place the template (e.g. where the fit put it)."""
         if self.template_roi is None:
-            self.add_template(fitted)
+            self.add_template(template)
         else:
-            self.template_roi.set_template(fitted)
-        self.refresh()
-        return fitted
+            self.template_roi.set_template(template)
+            self._push_template()
 
-    def _pixels_per_mm(self) -> float:
-        return 1.0 / getattr(self, "pixel_spacing_mm", 1.0)
+    def _push_template(self) -> None:
+        self.session.set_template(self.template_roi.template() if self.template_roi is not None else None)
 
     def clear(self) -> None:
-        for _, roi in self.rois:
+        for _, roi in self.rois.values():
             if self._view is not None:
                 self._view.removeItem(roi)
         if self.template_roi is not None and self._view is not None:
             self._view.removeItem(self.template_roi)
-        self.rois = []
-        self.template_roi = None
-        self.refresh()
+        self.rois, self.template_roi = {}, None
+        self.session.remove_rois()
 
-    def masks(self) -> list[tuple[str, np.ndarray]]:
-        """(name, (Z, Y, X) mask) of every drawn ROI (on the current slice) and label."""
-        out = []
-        if self._layers:
-            shape = next(iter(self._layers.values()))[0].shape
-            for name, roi in self.rois:
-                mask = np.zeros(shape, dtype=bool)
-                mask[self._slice] = roi_mask(roi, self._image, shape[1:])
-                out.append((name, mask))
-            if self.template_roi is not None:
-                for i, disk in enumerate(self.template_roi.template().masks(shape[1:])):
-                    mask = np.zeros(shape, dtype=bool)
-                    mask[self._slice] = disk
-                    out.append((f"sphere {i + 1}", mask))
-            if self.labels_box.isChecked() and self._labels is not None and self._labels.shape == shape:
-                for label in sorted(int(v) for v in np.unique(self._labels) if v != 0):
-                    out.append((self._label_names.get(label, f"label {label}"), self._labels == label))
-        return out
-
-    def reference(self, label: str, map_name: str, mask: np.ndarray | None = None) -> float | None:
-        """Reference value of an ROI, or None.
-
-        Template spheres: the NIST T2 array (3 T; T1rho taken equal to T2). Labels
-        of a digital phantom: the mean ground truth inside the ROI when the series
-        carries it, else the nominal value of a knee tissue of that name.
-        """
-        if map_name not in ("T1", "T2", "T1rho", "PD"):
-            return None
-        if label.startswith("sphere ") and label.split()[1].isdigit():
-            if map_name == "PD":
-                return None
-            i = int(label.split()[1]) - 1
-            return float(NIST_T2_ARRAY["T1" if map_name == "T1" else "T2"][i])
-        truth = self._truth.get(map_name)
-        if truth is not None and mask is not None and truth.shape == mask.shape and mask.any():
-            return float(np.mean(truth[mask]))
-        tissue = knee_tissue(label)
-        return None if tissue is None else float(tissue.value(map_name))
-
+    # -- the table --------------------------------------------------------------------------
     def refresh(self) -> None:
-        masks = self.masks()
-        self.stats = [
-            roi_statistics(values, mask, name, map_name, unit)
-            for name, mask in masks
-            for map_name, (values, unit) in self._layers.items()
-        ]
-        by_name = dict(masks)
-        self.table.setRowCount(len(self.stats))
-        for row, s in enumerate(self.stats):
-            ref = self.reference(s.label, s.map, by_name.get(s.label))
-            error = f"{100 * (s.mean / ref - 1):+.1f}" if ref and np.isfinite(s.mean) else ""
+        """The table of the session's statistics of the shown result."""
+        self.rows = self.session.roi_rows()
+        self.table.setUpdatesEnabled(False)
+        self.table.setRowCount(len(self.rows))
+        for row, r in enumerate(self.rows):
+            s = r.stats
+            error = r.error_pct
             cells = (
                 s.label,
                 s.map,
+                r.method.upper(),
+                r.scope,
                 s.unit,
                 str(s.n_voxels),
                 f"{s.mean:.4g}",
                 f"{s.sd:.3g}",
                 f"{s.median:.4g}",
-                f"{ref:.4g}" if ref else "",
-                error,
+                f"{r.reference:.4g}" if r.reference else "",
+                f"{error:+.1f}" if error is not None else "",
             )
             for col, text in enumerate(cells):
-                self.table.setItem(row, col, QtWidgets.QTableWidgetItem(text))
+                item = self.table.item(row, col)
+                if item is None:
+                    self.table.setItem(row, col, QtWidgets.QTableWidgetItem(text))
+                elif item.text() != text:
+                    item.setText(text)
+        self.table.setUpdatesEnabled(True)

@@ -87,6 +87,7 @@ class ImageRecord:
     # Native (uncompressed, little-endian, single-frame) pixel data: read straight from the file.
     pixel_offset: int | None = None
     pixel_dtype: str | None = None
+    series_uid_generated: bool = False  # the file had no SeriesInstanceUID (see generated_uid)
 
 
 @dataclass
@@ -243,16 +244,27 @@ def _fast_get(ds: pydicom.Dataset, keyword: str, default: Any = None) -> Any:
     return ds.get(keyword, default)
 
 
+def generated_uid(kind: str, folder: Path) -> str:
+    """A UID for an identifier a source lacks, the same every time for the same folder.
+
+    Anonymised or hand-made series may lack SeriesInstanceUID, StudyInstanceUID or
+    FrameOfReferenceUID; exports must still reference them consistently.
+    """
+    return str(pydicom.uid.generate_uid(entropy_srcs=[f"mrfviewer {kind}", str(Path(folder).resolve())]))
+
+
 def _records(path: Path, ds: pydicom.Dataset, has_pixels: bool, get: Getter | None = None) -> list[ImageRecord]:
     """The image records of one file's header; ``get`` reads an element (default :func:`_fast_get`)."""
     get = get or functools.partial(_fast_get, ds)
+    series_uid = str(get("SeriesInstanceUID", "") or "")
     common: dict[str, Any] = dict(
         path=path,
         patient=str(get("PatientName", "")) or "anonymous",
         patient_id=str(get("PatientID", "")),
         study_uid=str(get("StudyInstanceUID", "")),
         study_description=str(get("StudyDescription", "")),
-        series_uid=str(get("SeriesInstanceUID", "")) or f"(no series UID) {path.parent}",
+        series_uid=series_uid or generated_uid("series", path.parent),
+        series_uid_generated=not series_uid,
         series_description=str(get("SeriesDescription", "")),
         series_number=int(_float(get("SeriesNumber"), -1) or -1),
         modality=str(get("Modality", "")),
@@ -622,6 +634,9 @@ class DicomPlan:
     geometry: Geometry
     description: str
     uid: str
+    study_uid: str = ""
+    patient_id: str = ""
+    generated_uids: dict[str, str] = field(default_factory=dict)  # keyword -> UID the source lacked
 
     @property
     def source_files(self) -> list[Path]:
@@ -673,6 +688,13 @@ def plan_series(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Di
         [column[0].position or (0.0, 0.0, p) for column, p in zip(mag_order, positions, strict=True)]
     )
     thickness = first.thickness or (abs(positions[1] - positions[0]) if n_z > 1 else 1.0)
+    generated = {}
+    if first.series_uid_generated:
+        generated["SeriesInstanceUID"] = first.series_uid
+    if not first.study_uid:
+        generated["StudyInstanceUID"] = generated_uid("study", first.path.parent.parent)
+    if not first.frame_of_reference:
+        generated["FrameOfReferenceUID"] = generated_uid("frame of reference", first.path.parent.parent)
     return DicomPlan(
         what=what,
         shape=shape,
@@ -687,6 +709,9 @@ def plan_series(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Di
         ),
         description=f"{infos[0].description} (time order: {key})",
         uid=infos[0].uid,
+        study_uid=first.study_uid or generated.get("StudyInstanceUID", ""),
+        patient_id=first.patient_id,
+        generated_uids=generated,
     )
 
 

@@ -7,6 +7,7 @@ orientation and per-frame positions). Invalid voxels stay NaN.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import highdicom as hd
@@ -34,6 +35,36 @@ _EXPLANATIONS = {
 }
 
 
+#: Type 2 attributes of the patient and study modules that highdicom copies from the sources:
+#: anonymised series often lack them; a Parametric Map needs them present (empty is valid).
+_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "AccessionNumber",
+    "StudyID",
+)
+
+
+def complete_sources(sources: Sequence[pydicom.Dataset], generated_uids: Mapping[str, str]) -> None:
+    """Give source datasets (in memory, never on disk) what a Parametric Map copies from them.
+
+    Missing type 2 attributes become empty; missing UIDs take the UIDs generated for the
+    series when it was read (recorded in the sidecars), so that maps and series agree.
+    """
+    for ds in sources:
+        for keyword in _TYPE2:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+        for keyword, uid in generated_uids.items():
+            if not str(ds.get(keyword, "") or ""):
+                setattr(ds, keyword, uid)
+
+
 def export_parametric_maps(
     maps: ParameterMaps, source_files: list[Path], folder: str | Path, overwrite: bool = False
 ) -> list[Path]:
@@ -48,6 +79,7 @@ def export_parametric_maps(
         sources = [pydicom.dcmread(p) for p in dict.fromkeys(source_files)]
     except Exception as exc:  # noqa: BLE001 - unreadable source is a user-facing problem
         raise MRFError(f"cannot read the source DICOM images: {type(exc).__name__}: {exc}") from None
+    complete_sources(sources, maps.provenance.input.generated_uids)
     geometry = maps.geometry
     n_slices = next(iter(maps.values.values())).shape[0]
     positions = geometry.slice_positions(n_slices)
@@ -97,8 +129,8 @@ def export_parametric_maps(
                 plane_orientation=orientation,
                 pixel_measures=measures,
             )
-        except (ValueError, TypeError) as exc:
-            raise MRFError(f"cannot build the {name} Parametric Map: {exc}") from None
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise MRFError(f"cannot build the {name} Parametric Map: {type(exc).__name__}: {exc}") from None
         written.append(atomic_write(targets[name], pm.save_as, overwrite=overwrite))
     return written
 

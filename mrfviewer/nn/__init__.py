@@ -1,4 +1,6 @@
 """Neural-network mapping: an MLP on SVD-compressed fingerprints (features, model, training, inference)."""
 
-# Inference precisions (see mrfviewer.nn.inference); here so the CLI can list them without torch.
-PRECISIONS = ("auto", "float32", "bfloat16")
+# Inference precisions (see mrfviewer.nn.inference); defined with the settings so the CLI lists them without torch.
+from mrfviewer.settings import PRECISIONS
+
+__all__ = ["PRECISIONS"]

@@ -1,0 +1,714 @@
+"""One road from an input to exported maps, taken by every front-end.
+
+The CLI (``reconstruct``, ``batch``, ``demo``, ``evaluate --data``) and the GUI call these
+functions, in this order, and nothing below them::
+
+    open_input(path, sequence=..., labels=...)   -> Input        headers only; sequence and labels resolved,
+                                                                  labels placed by geometry; checked
+    check_output(folder, formats, outputs)                        targets checked before any long step
+    make_estimator(choice, input.key)            -> Estimator    DM: the dictionary of that sequence and
+                                                                  signal type (cached); NN: a checked network
+    run(input, estimator, settings)              -> ParameterMaps maps with a typed Provenance
+    export(result, folder, formats, input=...)   -> ExportReport each format all or nothing on its own
+
+Rules that used to live in several front-ends live here once: the sequence of a series is
+``--sequence`` if given, else the ``mrf_sequence.json`` beside the images, else the HDF5
+attribute; the label map is ``--labels`` if given, else the one found by
+:func:`mrfviewer.io.labels.discover_labels`, else the labels stored in an HDF5 series; a DM
+dictionary is built for the input's own sequence and signal type (complex or magnitude).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from mrfviewer.cohort import CohortItem, find_cohort
+from mrfviewer.dictionary import Dictionary, DictionarySettings, get_dictionary, load_dictionary
+from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report, scaled
+from mrfviewer.errors import MRFError
+from mrfviewer.grid import ParameterGrid, default_knee_grid, load_grid
+from mrfviewer.io.export import FORMATS, ExportReport, check_export_targets, export_maps
+from mrfviewer.io.labels import LabelMap, discover_labels, read_label_map, write_label_map
+from mrfviewer.maps import ParameterMaps
+from mrfviewer.nn.model_io import LoadedModel, default_model_path, load_model, resolve_model_path, shipped_models
+from mrfviewer.provenance import InputIdentity, Provenance
+from mrfviewer.reconstruction import check_dictionary_for, check_model_for, reconstruct_dm, reconstruct_nn
+from mrfviewer.roi import RoiStats, label_statistics, roi_statistics, stats_to_csv
+from mrfviewer.sequence import Sequence, load_sequence
+from mrfviewer.series import Geometry, Series
+from mrfviewer.settings import METHODS, PRECISIONS, ReconstructionSettings
+from mrfviewer.volume import SlabSource, open_h5_source, source_from_plan, source_from_series
+
+__all__ = [
+    "FORMATS",
+    "METHODS",
+    "PRECISIONS",
+    "CohortItem",
+    "DictionaryMatching",
+    "Estimator",
+    "EstimatorCache",
+    "EstimatorChoice",
+    "ExportReport",
+    "Input",
+    "LabelMap",
+    "NeuralNetwork",
+    "ParameterMaps",
+    "Provenance",
+    "ReconstructionSettings",
+    "RoiStats",
+    "check_output",
+    "default_formats",
+    "export",
+    "find_cohort",
+    "group_by_key",
+    "label_statistics",
+    "input_from_series",
+    "load_labels",
+    "load_sequence_file",
+    "make_estimator",
+    "open_input",
+    "open_item",
+    "peek_key",
+    "planned_outputs",
+    "roi_statistics",
+    "run",
+    "stats_to_csv",
+    "write_label_map",
+]
+
+#: (sequence hash, signal type): what a DM dictionary or a network must fit.
+EstimatorKey = tuple[str, str]
+
+
+# -- input ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Input:
+    """A series ready for reconstruction: its source, sequence, labels and identity.
+
+    ``source`` reads slabs of slices; ``series`` holds the whole series in memory when
+    the input was opened with ``in_memory=True`` (the GUI: clicks read any voxel).
+    """
+
+    source: SlabSource
+    sequence_origin: str
+    labels: LabelMap | None = None
+    series: Series | None = None
+    scan: object | None = None  # the DICOM folder scan (a ScanResult), for a browser
+
+    @property
+    def sequence(self) -> Sequence:
+        assert self.source.sequence is not None  # open_input refuses inputs without one
+        return self.source.sequence
+
+    @property
+    def signal(self) -> str:
+        return "complex" if self.source.is_complex else "magnitude"
+
+    @property
+    def key(self) -> EstimatorKey:
+        return (self.sequence.hash, self.signal)
+
+    @property
+    def identity(self) -> InputIdentity:
+        return self.source.identity
+
+    @property
+    def spatial_shape(self) -> tuple[int, int, int]:
+        return self.source.spatial_shape
+
+    @property
+    def geometry(self) -> Geometry:
+        return self.source.geometry
+
+    @property
+    def source_files(self) -> list[Path]:
+        return list(self.source.source_files)
+
+    @property
+    def truth(self) -> dict[str, np.ndarray]:
+        """Ground-truth maps of a synthetic series (in memory only), else empty."""
+        return self.series.truth if self.series is not None else {}
+
+    @property
+    def name(self) -> str:
+        path = Path(self.identity.path) if self.identity.path else None
+        return self.source.description or (path.name if path else "") or self.source.uid or "series"
+
+
+def _sequence(sequence: Sequence | str | Path | None) -> Sequence | None:
+    if sequence is None or isinstance(sequence, Sequence):
+        return sequence
+    return load_sequence(sequence)
+
+
+def load_sequence_file(path: str | Path) -> Sequence:
+    """A sequence file (JSON), validated."""
+    return load_sequence(path)
+
+
+def load_labels(path: str | Path, source: SlabSource) -> LabelMap:
+    """A label map file (NIfTI or DICOM SEG) placed on the grid of ``source`` by geometry."""
+    return read_label_map(path, source.geometry, source.spatial_shape)
+
+
+def open_input(
+    path: str | Path,
+    *,
+    sequence: Sequence | str | Path | None = None,
+    series_uid: str | None = None,
+    labels: str | Path | None = None,
+    find_labels: bool = True,
+    root: str | Path | None = None,
+    extra_folders: Seq[Path] = (),
+    in_memory: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Input:
+    """Open a DICOM folder or an HDF5 series file (headers only unless ``in_memory``).
+
+    ``sequence`` overrides the series' own; ``labels`` names a label map (else the
+    discovery rule applies when ``find_labels``; ``root`` bounds its search, default
+    ``path``); ``extra_folders`` are folders holding the phase partner. Every check
+    (sequence, time points, labels and their placement) happens here, before any
+    expensive step. Raises :class:`MRFError` naming the problem.
+    """
+    from mrfviewer.io.dicom_read import find_mrf_series, plan_series, scan_folders
+
+    path = Path(path)
+    override = _sequence(sequence)
+    scan = None
+    if not path.exists():
+        raise MRFError(f"series file not found: {path}" if path.suffix else f"series folder not found: {path}")
+    if path.is_dir():
+        scan = scan_folders([path, *extra_folders], progress=progress, cancel=cancel)
+        infos = find_mrf_series(path, series_uid, scan=scan)
+        plan = plan_series(infos, override)
+        source = source_from_plan(plan, path)
+        series_location = infos[0].folder
+        origin = "--sequence" if override else "mrf_sequence.json"
+        if source.sequence is None:
+            raise MRFError(f"{path} has no mrf_sequence.json beside the images: give the sequence with --sequence")
+    elif path.is_file():
+        source = open_h5_source(path)
+        series_location = path
+        origin = "--sequence" if override else "HDF5 attribute"
+        if override is not None:
+            source = source.with_sequence(override)
+        if source.sequence is None:
+            raise MRFError(f"{path} names no sequence: give the sequence with --sequence")
+    else:
+        raise MRFError(f"{path} is neither a folder nor a regular file")
+    check_cancel(cancel)
+    label_path = Path(labels) if labels is not None else None
+    if label_path is None and find_labels:
+        label_path = discover_labels(series_location, root if root is not None else path)
+    label_map = None
+    if label_path is not None:
+        label_map = load_labels(label_path, source)
+    elif source.labels is not None and np.shape(source.labels) == source.spatial_shape:
+        label_map = LabelMap(np.asarray(source.labels, dtype=np.int32), dict(source.label_names), None, "")
+    series = None
+    if in_memory:
+        series = _read_whole(path, source)
+        source = dataclasses.replace(source_from_series(series), identity=source.identity)
+    return Input(source=source, sequence_origin=origin, labels=label_map, series=series, scan=scan)
+
+
+def _read_whole(path: Path, source: SlabSource) -> Series:
+    """The whole series in memory (for the GUI), with ground truth where an HDF5 file has it."""
+    from mrfviewer.io.series_h5 import read_series_h5
+
+    if path.is_file():
+        series = read_series_h5(path)
+        assert source.sequence is not None  # open_input refused a series without one
+        return series.with_sequence(source.sequence) if source.sequence is not series.sequence else series
+    limit = 8 * 2**30
+    if np.prod(source.shape, dtype=np.float64) * 8 > limit:
+        raise MRFError(
+            f"{path}: {source.shape} is too large to load ({np.prod(source.shape, dtype=np.float64) * 8 / 2**30:.1f}"
+            " GiB); reconstruct it slab-wise with 'mrfviewer reconstruct' or 'mrfviewer batch'"
+        )
+    return Series(
+        data=source.read(0, source.shape[1]),
+        sequence=source.sequence,
+        geometry=source.geometry,
+        description=source.description,
+        uid=source.uid,
+        source_files=list(source.source_files),
+    )
+
+
+def input_from_series(
+    series: Series, *, labels: LabelMap | None = None, identity: InputIdentity | None = None
+) -> Input:
+    """An input over a series already in memory (synthetic data, another sequence attached, tests)."""
+    if series.sequence is None:
+        raise MRFError("the series has no sequence")
+    source = source_from_series(series)
+    if identity is not None:
+        source = dataclasses.replace(source, identity=identity)
+    if labels is None and series.labels is not None:
+        labels = LabelMap(np.asarray(series.labels, dtype=np.int32), dict(series.label_names))
+    return Input(source=source, sequence_origin="series", labels=labels, series=series)
+
+
+def peek_key(item: CohortItem, sequence: Sequence | str | Path | None = None) -> tuple[Sequence, str]:
+    """The sequence and signal type of a cohort series, from its sidecar or HDF5 header only.
+
+    Batch groups series by these before it builds one estimator per group.
+    """
+    from mrfviewer.io.dicom_read import SIDECAR
+
+    override = _sequence(sequence)
+    if override is not None:
+        return override, item.signal
+    if item.path.is_dir():
+        sidecar = item.path / SIDECAR
+        if not sidecar.is_file():
+            raise MRFError(f"{item.path} has no {SIDECAR} beside the images: give the sequence with --sequence")
+        return load_sequence(sidecar), item.signal
+    source = open_h5_source(item.path)
+    if source.sequence is None:
+        raise MRFError(f"{item.path} names no sequence: give the sequence with --sequence")
+    return source.sequence, item.signal
+
+
+def group_by_key(
+    items: Seq[CohortItem], sequence: Sequence | str | Path | None = None
+) -> tuple[dict[EstimatorKey, tuple[Sequence, list[CohortItem]]], list[tuple[CohortItem, str]]]:
+    """Cohort series grouped by (sequence hash, signal type), and those whose sequence cannot be found.
+
+    Every group gets one estimator: a dictionary (DM) or a checked network (NN).
+    """
+    groups: dict[EstimatorKey, tuple[Sequence, list[CohortItem]]] = {}
+    failed = []
+    override = _sequence(sequence)
+    for item in items:
+        try:
+            seq, signal = peek_key(item, override)
+        except MRFError as exc:
+            failed.append((item, str(exc)))
+            continue
+        groups.setdefault((seq.hash, signal), (seq, []))[1].append(item)
+    return groups, failed
+
+
+def open_item(item: CohortItem, sequence: Sequence | str | Path | None = None, **kwargs: object) -> Input:
+    """:func:`open_input` on a cohort series (its label map was found when the cohort was scanned)."""
+    return open_input(
+        item.path,
+        sequence=sequence,
+        series_uid=item.series_uid,
+        labels=item.labels,
+        find_labels=False,
+        extra_folders=item.partner_folders,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+# -- estimators -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EstimatorChoice:
+    """What the user chose to estimate with.
+
+    DM: ``grid`` (a grid file; None: the default knee grid) or ``dictionary_file``.
+    NN: ``model`` (a model folder or the name of a shipped network; None: the default).
+    """
+
+    method: str = "dm"
+    grid: Path | None = None
+    dictionary_file: Path | None = None
+    model: str | Path | None = None
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise MRFError(f"method must be 'dm' or 'nn', got {self.method!r}")
+        if self.grid is not None and self.dictionary_file is not None:
+            raise MRFError("give a grid or a dictionary file, not both")
+
+    def model_path(self) -> Path:
+        return resolve_model_path(self.model) if self.model is not None else default_model_path()
+
+    def grid_value(self) -> ParameterGrid:
+        return load_grid(self.grid) if self.grid is not None else default_knee_grid()
+
+    def describe(self) -> str:
+        if self.method == "nn":
+            return f"network {self.model_path().name}"
+        if self.dictionary_file is not None:
+            return f"dictionary file {self.dictionary_file.name}"
+        return f"grid {self.grid.name}" if self.grid is not None else "default knee grid"
+
+
+class Estimator(Protocol):
+    """DM or NN behind one small protocol: the outputs it returns, a check, a run, a model curve."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def outputs(self) -> list[str]: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def identity(self) -> str: ...
+
+    def check(self, source: SlabSource) -> None: ...
+
+    def run(
+        self,
+        source: SlabSource,
+        settings: ReconstructionSettings,
+        progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> ParameterMaps: ...
+
+    def curve(self, maps: ParameterMaps, sequence: Sequence, z: int, y: int, x: int) -> np.ndarray | None: ...
+
+
+@dataclass(frozen=True, eq=False)
+class DictionaryMatching:
+    """Dictionary matching against one dictionary."""
+
+    dictionary: Dictionary
+    method: str = field(default="dm", init=False)
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["T1", "T2", "T1rho", *(["B1"] if self.dictionary.grid.has_b1 else []), "PD", "match"]
+
+    @property
+    def name(self) -> str:
+        return f"dictionary {self.dictionary.key} ({self.dictionary.n_atoms:,} atoms)"
+
+    @property
+    def identity(self) -> str:
+        return f"dictionary {self.dictionary.key}"
+
+    def check(self, source: SlabSource) -> None:
+        check_dictionary_for(source, self.dictionary)
+
+    def run(self, source, settings, progress, cancel) -> ParameterMaps:  # noqa: ANN001 - the protocol's types
+        return reconstruct_dm(source, self.dictionary, settings, progress=progress, cancel=cancel)
+
+    def curve(self, maps: ParameterMaps, sequence: Sequence, z: int, y: int, x: int) -> np.ndarray | None:
+        """The matched atom of a voxel, expanded from its SVD coefficients (instant)."""
+        if maps.atom is None or maps.atom[z, y, x] < 0:
+            return None
+        d = self.dictionary
+        return np.asarray(d.coeffs[int(maps.atom[z, y, x])] @ d.basis)
+
+
+@dataclass(frozen=True, eq=False)
+class NeuralNetwork:
+    """The network of a model folder."""
+
+    model: LoadedModel
+    method: str = field(default="nn", init=False)
+
+    @property
+    def outputs(self) -> list[str]:
+        names = self.model.param_names
+        return [*names, "PD", *(f"uncertainty_{n}" for n in names if n != "B1")]
+
+    @property
+    def name(self) -> str:
+        return f"network {self.model.name}"
+
+    @property
+    def identity(self) -> str:
+        return self.model.identity
+
+    def check(self, source: SlabSource) -> None:
+        check_model_for(source, self.model)
+
+    def run(self, source, settings, progress, cancel) -> ParameterMaps:  # noqa: ANN001 - the protocol's types
+        return reconstruct_nn(source, self.model, settings, progress=progress, cancel=cancel)
+
+    def curve(self, maps: ParameterMaps, sequence: Sequence, z: int, y: int, x: int) -> np.ndarray | None:
+        """The fingerprint simulated with the network's T1, T2, T1rho (and B1) of a voxel (about 0.1 s)."""
+        from mrfviewer.simulation import simulate_one
+
+        values = {p: float(maps.values[p][z, y, x]) for p in ("T1", "T2", "T1rho", "B1") if p in maps.values}
+        if not all(np.isfinite(v) for v in values.values()):
+            return None
+        return simulate_one(sequence, values["T1"], values["T2"], values["T1rho"], values.get("B1", 1.0))
+
+
+def _check_dictionary_key(dictionary: Dictionary, key: EstimatorKey, where: str) -> None:
+    sequence_hash, signal = key
+    if dictionary.sequence.hash != sequence_hash:
+        raise MRFError(
+            f"{where} was made for sequence '{dictionary.sequence.name}' ({dictionary.sequence.hash}), "
+            f"the series uses sequence {sequence_hash}"
+        )
+    if signal == "magnitude" and dictionary.signal != "magnitude":
+        raise MRFError(f"the series holds magnitude images but {where} is {dictionary.signal}")
+
+
+def _check_model_key(model: LoadedModel, key: EstimatorKey) -> None:
+    sequence_hash, signal = key
+    meta = model.metadata
+    if meta["sequence_hash"] != sequence_hash:
+        raise MRFError(
+            f"the network {model.name} was trained for sequence '{meta.get('sequence_name', '?')}' "
+            f"({meta['sequence_hash']}), the series uses sequence {sequence_hash}"
+        )
+    if meta["signal"] != signal:
+        raise MRFError(f"the series holds {signal} data but the network {model.name} was trained on {meta['signal']}")
+
+
+class EstimatorCache:
+    """Estimators built in this process, by (choice, sequence, signal), the most recent few kept.
+
+    Building a DM estimator means a dictionary (from the disk cache, or simulated); the
+    GUI and the batch driver ask again and again for the same few.
+    """
+
+    def __init__(self, size: int = 3) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple, Estimator] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        choice: EstimatorChoice,
+        sequence: Sequence,
+        signal: str,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Estimator:
+        key = (choice, sequence.hash, signal)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                report(progress, 1.0, "estimator ready")
+                return self._items[key]
+        estimator = _build_estimator(choice, sequence, signal, progress, cancel)
+        with self._lock:
+            self._items[key] = estimator
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return estimator
+
+    def has(self, choice: EstimatorChoice, sequence: Sequence, signal: str) -> bool:
+        with self._lock:
+            return (choice, sequence.hash, signal) in self._items
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_CACHE = EstimatorCache()
+
+
+def _build_estimator(
+    choice: EstimatorChoice,
+    sequence: Sequence,
+    signal: str,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> Estimator:
+    choice.validate()
+    key = (sequence.hash, signal)
+    if choice.method == "nn":
+        model = load_model(choice.model_path())
+        _check_model_key(model, key)
+        report(progress, 1.0, "network loaded")
+        return NeuralNetwork(model)
+    if choice.dictionary_file is not None:
+        dictionary = load_dictionary(choice.dictionary_file)
+        _check_dictionary_key(dictionary, key, f"the dictionary {choice.dictionary_file.name}")
+        report(progress, 1.0, "dictionary loaded")
+        return DictionaryMatching(dictionary)
+    dictionary = get_dictionary(
+        sequence, choice.grid_value(), DictionarySettings(signal=signal), progress=progress, cancel=cancel
+    )
+    return DictionaryMatching(dictionary)
+
+
+def make_estimator(
+    choice: EstimatorChoice,
+    sequence: Sequence,
+    signal: str,
+    *,
+    cache: EstimatorCache | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Estimator:
+    """The estimator of ``choice`` for series of ``sequence`` and ``signal`` ("complex"/"magnitude").
+
+    DM builds (or reads from the disk cache) the dictionary of that sequence and signal;
+    a dictionary file or network made for another sequence or signal is refused here.
+    """
+    return (cache or _CACHE).get(choice, sequence, signal, progress=progress, cancel=cancel)
+
+
+def planned_outputs(choice: EstimatorChoice) -> list[str]:
+    """The maps ``choice`` will produce, known before the estimator is built (for output checks)."""
+    choice.validate()
+    if choice.method == "nn":
+        model = load_model(choice.model_path())  # about a megabyte: cheap
+        return NeuralNetwork(model).outputs
+    if choice.dictionary_file is not None:
+        import json
+
+        import h5py
+
+        try:
+            with h5py.File(choice.dictionary_file, "r") as f:
+                has_b1 = len(json.loads(str(f.attrs["grid"])).get("b1", [1.0])) > 1
+        except (OSError, KeyError, ValueError, TypeError, AttributeError):
+            has_b1 = False  # load_dictionary names the problem when the estimator is built
+    else:
+        has_b1 = choice.grid_value().has_b1
+    return ["T1", "T2", "T1rho", *(["B1"] if has_b1 else []), "PD", "match"]
+
+
+# -- running and exporting --------------------------------------------------------------------
+
+
+def run(
+    input: Input,
+    estimator: Estimator,
+    settings: ReconstructionSettings | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> ParameterMaps:
+    """Reconstruct ``input`` with ``estimator``: maps with their provenance (input identity, timing)."""
+    settings = dataclasses.replace(settings or ReconstructionSettings(), method=estimator.method)
+    settings.validate()
+    estimator.check(input.source)
+    start = time.perf_counter()
+    maps = estimator.run(input.source, settings, progress, cancel)
+    warnings = list(maps.provenance.warnings)
+    if input.labels is not None and input.labels.note:
+        warnings.append(f"labels: {input.labels.note}")
+    provenance = maps.provenance.replace(
+        input=input.identity, seconds=time.perf_counter() - start, warnings=tuple(warnings)
+    )
+    return dataclasses.replace(maps, provenance=provenance)
+
+
+def default_formats(input: Input) -> tuple[str, ...]:
+    """What ``reconstruct`` writes for an input: NIfTI, npz, PNG; Parametric Maps from DICOM; ROI CSV with labels."""
+    return (
+        "nifti",
+        "npz",
+        "png",
+        *(("dicom",) if input.source_files else ()),
+        *(("csv",) if input.labels is not None else ()),
+    )
+
+
+def check_output(
+    folder: str | Path, formats: Seq[str], outputs: Seq[str], *, overwrite: bool = False, input: Input | None = None
+) -> None:
+    """Refuse, before any long step, an output that would replace files or write into the input."""
+    folder = Path(folder)
+    if input is not None and input.identity.path and not overwrite:
+        source = Path(input.identity.path).resolve()
+        target = folder.resolve()
+        if target == source or target == source.parent and source.is_file():
+            raise MRFError("refusing to write into the input's folder; choose another --output")
+    check_export_targets(outputs, folder, formats, overwrite)
+    check_writable_folder(folder)
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Raise :class:`MRFError` if files cannot be created in ``folder`` (or the folder it would be created in)."""
+    import tempfile
+
+    probe_in = folder
+    while not probe_in.exists() and probe_in.parent != probe_in:
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise MRFError(f"cannot write to {folder}: {probe_in} is not a folder")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".mrfviewer-probe-", dir=probe_in)
+    except OSError as exc:
+        raise MRFError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    import os
+
+    os.close(fd)
+    os.unlink(name)
+
+
+def export(
+    result: ParameterMaps,
+    folder: str | Path,
+    formats: Seq[str] | None = None,
+    *,
+    input: Input | None = None,
+    labels: LabelMap | None = None,
+    units: str = "ms",
+    overwrite: bool = False,
+    roi_scope: str = "all",
+    cancel: CancelToken | None = None,
+) -> ExportReport:
+    """Write ``result`` in ``formats`` (default: :func:`default_formats`) into ``folder``.
+
+    The input gives the DICOM source images (Parametric Maps) and the label map (ROI CSV)
+    unless ``labels`` is given. Each format is written all or nothing on its own; the
+    report names those that failed.
+    """
+    if formats is None:
+        formats = default_formats(input) if input is not None else ("nifti", "npz", "png")
+    labels = labels if labels is not None else (input.labels if input is not None else None)
+    return export_maps(
+        result,
+        folder,
+        formats,
+        units=units,
+        overwrite=overwrite,
+        source_files=input.source_files if input is not None else None,
+        labels=labels,
+        roi_scope=roi_scope,
+        cancel=cancel,
+    )
+
+
+def reconstruct_input(
+    input: Input,
+    choice: EstimatorChoice,
+    settings: ReconstructionSettings | None = None,
+    *,
+    cache: EstimatorCache | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[ParameterMaps, Estimator]:
+    """Build (or reuse) the estimator of ``choice`` for ``input`` and run it.
+
+    Progress: building the estimator takes the first half, unless it is already in memory
+    (then the reconstruction has the whole bar).
+    """
+    cache = cache or _CACHE
+    split = 0.0 if cache.has(choice, input.sequence, input.signal) else 0.5
+    estimator = make_estimator(
+        choice, input.sequence, input.signal, cache=cache, progress=scaled(progress, 0.0, split), cancel=cancel
+    )
+    maps = run(input, estimator, settings, progress=scaled(progress, split, 1.0), cancel=cancel)
+    return maps, estimator
+
+
+def shipped_networks() -> list[Path]:
+    """Model folders shipped with mrfviewer (for menus)."""
+    return shipped_models()
