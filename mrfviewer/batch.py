@@ -203,12 +203,14 @@ def run_batch(
     if not items:
         raise MRFError("no MRF series found in the cohort folder")
     check_cancel(cancel)
-    groups, unknown = pipeline.group_by_key(items, sequence)
+    # Every series is opened (headers, sequence, label map) before any dictionary is built.
+    groups, unknown = pipeline.preflight(items, sequence, progress=scaled(progress, 0.0, 0.1), cancel=cancel)
     results = [ItemResult(item, "failed", message) for item, message in unknown]
     estimators: dict[tuple[str, str], Estimator] = {}
-    for i, (key, (seq, members)) in enumerate(groups.items()):
+    for i, (key, (seq, opened)) in enumerate(groups.items()):
         check_cancel(cancel)
-        step = scaled(progress, 0.3 * i / len(groups), 0.3 * (i + 1) / len(groups))
+        members = [item for item, _ in opened]
+        step = scaled(progress, 0.1 + 0.2 * i / len(groups), 0.1 + 0.2 * (i + 1) / len(groups))
         report(step, 0.0, f"estimator for sequence '{seq.name}' ({key[1]}, {len(members)} series)")
         try:
             estimators[key] = pipeline.make_estimator(choice, seq, key[1], cache=cache, progress=step, cancel=cancel)
@@ -217,7 +219,7 @@ def run_batch(
     for result in results:
         if on_result is not None:
             on_result(result)
-    todo = [(key, item) for key, (_, members) in groups.items() if key in estimators for item in members]
+    todo = [(key, item) for key, (_, opened) in groups.items() if key in estimators for item, _ in opened]
     if todo:
         results += _run_on_dask(
             todo, estimators, output, settings, sequence, units, redo, scheduler, n_workers, progress, cancel, on_result

@@ -414,6 +414,19 @@ def _evaluate_data(args: argparse.Namespace, output: Path, cancel: CancelToken) 
 
 
 def cmd_gui(args: argparse.Namespace, cancel: CancelToken) -> int:
+    import os
+
+    if args.screenshot:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a scripted screenshot needs no screen
+    elif (
+        sys.platform.startswith("linux")
+        and not os.environ.get("QT_QPA_PLATFORM")
+        and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    ):
+        raise MRFError(
+            "no display to open the window on (DISPLAY is not set): run it on a desktop or an X server, "
+            "or save a picture headless with --screenshot OUT.png"
+        )
     try:
         from mrfviewer.gui.app import run_gui
     except ImportError as exc:

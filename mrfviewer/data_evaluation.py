@@ -50,26 +50,6 @@ class SeriesComparison:
     figure: str = ""
 
 
-def compare_series(
-    item: CohortItem,
-    dm: DictionaryMatching,
-    nn: NeuralNetwork,
-    output: Path,
-    index: int,
-    memory_mb: float = 64,
-    progress: ProgressCallback | None = None,
-    cancel: CancelToken | None = None,
-) -> SeriesComparison:
-    """:func:`compare_source` on a cohort item; a series that cannot be read -> ``failed``."""
-    try:
-        source = pipeline.open_item(item)
-    except MRFError as exc:
-        return SeriesComparison(item.subject, item.name, str(item.path), "failed", str(exc))
-    return compare_source(
-        source, item.subject, item.name, dm, nn, output, index, memory_mb, progress, cancel, path=str(item.path)
-    )
-
-
 def compare_source(
     source: Input,
     subject: str,
@@ -183,11 +163,13 @@ def run_data_evaluation(
     """
     if not items:
         raise MRFError("no MRF series to evaluate")
-    groups, unknown = pipeline.group_by_key(items, sequence)  # type: ignore[arg-type]
+    # Every series is opened (headers, sequence, label map placed) before any dictionary is built.
+    groups, unknown = pipeline.preflight(items, sequence, progress=scaled(progress, 0.0, 0.05), cancel=cancel)  # type: ignore[arg-type]
     comparisons = [SeriesComparison(i.subject, i.name, str(i.path), "failed", m) for i, m in unknown]
     estimators: dict[tuple[str, str], tuple[DictionaryMatching, NeuralNetwork]] = {}
-    for g, (key, (seq, members)) in enumerate(groups.items()):
-        step = scaled(progress, 0.4 * g / len(groups), 0.4 * (g + 1) / len(groups))
+    for g, (key, (seq, opened)) in enumerate(groups.items()):
+        members = [item for item, _ in opened]
+        step = scaled(progress, 0.05 + 0.35 * g / len(groups), 0.05 + 0.35 * (g + 1) / len(groups))
         try:
             dm = pipeline.make_estimator(dm_choice, seq, key[1], cache=cache, progress=step, cancel=cancel)
             nn = pipeline.make_estimator(nn_choice, seq, key[1], cache=cache, cancel=cancel)
@@ -197,14 +179,19 @@ def run_data_evaluation(
         if not isinstance(dm, DictionaryMatching) or not isinstance(nn, NeuralNetwork):
             raise MRFError("the comparison needs a DM and an NN estimator")
         estimators[key] = (dm, nn)
-    todo = [(key, item) for key, (_, members) in groups.items() if key in estimators for item in members]
+    todo = [(key, item, source) for key, (_, opened) in groups.items() if key in estimators for item, source in opened]
     with staged_folder(output, overwrite) as stage:
-        for i, (key, item) in enumerate(todo):
+        for i, (key, item, source) in enumerate(todo):
             check_cancel(cancel)
             lo, hi = 0.4 + 0.55 * i / len(todo), 0.4 + 0.55 * (i + 1) / len(todo)
             report(progress, lo, f"series {i + 1} of {len(todo)}: {item.subject} / {item.name}")
             dm, nn = estimators[key]
-            comparisons.append(compare_series(item, dm, nn, stage, i, memory_mb, scaled(progress, lo, hi), cancel))
+            part = scaled(progress, lo, hi)
+            comparisons.append(
+                compare_source(
+                    source, item.subject, item.name, dm, nn, stage, i, memory_mb, part, cancel, str(item.path)
+                )
+            )
         report(progress, 0.95, "agreement and report")
         reference = next(iter(estimators.values()), None)
         write_data_report(stage, comparisons, *(reference or (None, None)))

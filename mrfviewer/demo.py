@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mrfviewer import pipeline
-from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report, scaled
+from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, prefixed, report, scaled
 from mrfviewer.errors import MRFError
 from mrfviewer.io.atomic import atomic_write_text, check_writable_target
 from mrfviewer.io.dicom_write import write_mrf_dicom
@@ -121,11 +121,11 @@ def _summary_rows(name: str, phantom: Phantom, input: pipeline.Input, results: d
                 row[f"{method}_mean_ms"] = round(mean, 2)
                 row[f"{method}_error_pct"] = round(100 * (mean / true - 1), 2)
                 lo, hi = maps.provenance.ranges.get(p, (-np.inf, np.inf))
-                clipped = 100 * float(maps.at_range_limit()[roi].mean())
+                clipped = 100 * float(maps.at_range_limit((p,))[roi].mean())
                 if not lo <= true <= hi:
                     flags.append(f"{method.upper()}: truth outside {lo:g}-{hi:g} ms")
                 elif clipped > 50:
-                    flags.append(f"{method.upper()}: {clipped:.0f} % of voxels at a range limit")
+                    flags.append(f"{method.upper()}: {clipped:.0f} % of voxels at or beyond {lo:g} or {hi:g} ms")
             row["flag"] = "; ".join(flags)
             rows.append(row)
     return rows
@@ -165,7 +165,7 @@ def run_demo(
     if output.exists() and not output.is_dir():
         raise MRFError(f"{output} exists and is not a folder; choose another --output")
     check_demo_output(output, overwrite)
-    folders = ensure_demo_data(size=size, progress=scaled(progress, 0, 0.3), cancel=cancel)
+    folders = ensure_demo_data(size=size, progress=prefixed(scaled(progress, 0, 0.3), "demo data"), cancel=cancel)
     methods = _methods()
     rows: list[dict] = []
     steps = len(folders) * len(methods)
@@ -178,8 +178,7 @@ def run_demo(
         phantom = make_phantom(name, (size, size), input.spatial_shape[0])
         results = {}
         for method in methods:
-            step = scaled(progress, 0.3 + 0.7 * k / steps, 0.3 + 0.7 * (k + 1) / steps)
-            report(step, 0.0, f"{name}: {method.upper()}")
+            step = prefixed(scaled(progress, 0.3 + 0.7 * k / steps, 0.3 + 0.7 * (k + 1) / steps), f"{name} {method}")
             maps, _ = pipeline.reconstruct_input(input, pipeline.EstimatorChoice(method), progress=step, cancel=cancel)
             exported = pipeline.export(maps, output / name / method, input=input, overwrite=overwrite, cancel=cancel)
             if exported.failed:

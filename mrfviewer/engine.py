@@ -57,3 +57,14 @@ def scaled(progress: ProgressCallback | None, start: float, stop: float) -> Prog
         progress(start + (stop - start) * fraction, message)
 
     return sub
+
+
+def prefixed(progress: ProgressCallback | None, prefix: str) -> ProgressCallback | None:
+    """A callback putting ``prefix: `` before every message (the stage of a longer job)."""
+    if progress is None:
+        return None
+
+    def sub(fraction: float, message: str) -> None:
+        progress(fraction, f"{prefix}: {message}" if message else prefix)
+
+    return sub

@@ -66,15 +66,16 @@ class ParameterMaps:
     def names(self) -> list[str]:
         return list(self.values)
 
-    def at_range_limit(self) -> np.ndarray:
-        """Voxels whose T1, T2 or T1rho sits at a bound of the estimator's range (clipped, not measured).
+    def at_range_limit(self, params: tuple[str, ...] = ("T1", "T2", "T1rho")) -> np.ndarray:
+        """Voxels whose value of any of ``params`` sits at (or beyond) a bound of the estimator's range.
 
         DM cannot leave its dictionary: tissue outside it (synovial fluid, say) comes
-        back at a bound. For NN the training ranges are the bounds of what it knows.
+        back at a bound, clipped, not measured. For NN the training ranges are the bounds
+        of what it knows; beyond them it extrapolates.
         """
         out = np.zeros(self.mask.shape, dtype=bool)
         for name, (lo, hi) in self.provenance.ranges.items():
-            if name not in self.values or lo == hi:
+            if name not in params or name not in self.values or lo == hi:
                 continue
             with np.errstate(invalid="ignore"):
                 out |= (self.values[name] <= lo * (1 + 1e-3)) | (self.values[name] >= hi * (1 - 1e-3))

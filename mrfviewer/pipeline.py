@@ -33,7 +33,7 @@ import numpy as np
 
 from mrfviewer.cohort import CohortItem, find_cohort
 from mrfviewer.dictionary import Dictionary, DictionarySettings, get_dictionary, load_dictionary
-from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report, scaled
+from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, prefixed, report, scaled
 from mrfviewer.errors import MRFError
 from mrfviewer.grid import ParameterGrid, default_knee_grid, load_grid
 from mrfviewer.io.export import FORMATS, ExportReport, check_export_targets, export_maps
@@ -69,7 +69,6 @@ __all__ = [
     "default_formats",
     "export",
     "find_cohort",
-    "group_by_key",
     "label_statistics",
     "input_from_series",
     "load_labels",
@@ -77,7 +76,7 @@ __all__ = [
     "make_estimator",
     "open_input",
     "open_item",
-    "peek_key",
+    "preflight",
     "planned_outputs",
     "roi_statistics",
     "run",
@@ -263,44 +262,35 @@ def input_from_series(
     return Input(source=source, sequence_origin="series", labels=labels, series=series)
 
 
-def peek_key(item: CohortItem, sequence: Sequence | str | Path | None = None) -> tuple[Sequence, str]:
-    """The sequence and signal type of a cohort series, from its sidecar or HDF5 header only.
+#: Cohort series grouped by what their estimator must fit: key -> (sequence, [(item, input)]).
+Groups = dict[EstimatorKey, tuple[Sequence, list[tuple[CohortItem, Input]]]]
 
-    Batch groups series by these before it builds one estimator per group.
+
+def preflight(
+    items: Seq[CohortItem],
+    sequence: Sequence | str | Path | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[Groups, list[tuple[CohortItem, str]]]:
+    """Open every series of a cohort (headers, sequence, label map placed) before any long step.
+
+    Returns the series grouped by (sequence hash, signal type), each group to get one
+    estimator, and the series that cannot be used with the reason (a row each, never a stop).
     """
-    from mrfviewer.io.dicom_read import SIDECAR
-
     override = _sequence(sequence)
-    if override is not None:
-        return override, item.signal
-    if item.path.is_dir():
-        sidecar = item.path / SIDECAR
-        if not sidecar.is_file():
-            raise MRFError(f"{item.path} has no {SIDECAR} beside the images: give the sequence with --sequence")
-        return load_sequence(sidecar), item.signal
-    source = open_h5_source(item.path)
-    if source.sequence is None:
-        raise MRFError(f"{item.path} names no sequence: give the sequence with --sequence")
-    return source.sequence, item.signal
-
-
-def group_by_key(
-    items: Seq[CohortItem], sequence: Sequence | str | Path | None = None
-) -> tuple[dict[EstimatorKey, tuple[Sequence, list[CohortItem]]], list[tuple[CohortItem, str]]]:
-    """Cohort series grouped by (sequence hash, signal type), and those whose sequence cannot be found.
-
-    Every group gets one estimator: a dictionary (DM) or a checked network (NN).
-    """
-    groups: dict[EstimatorKey, tuple[Sequence, list[CohortItem]]] = {}
+    groups: Groups = {}
     failed = []
-    override = _sequence(sequence)
-    for item in items:
+    for i, item in enumerate(items):
+        check_cancel(cancel)
+        report(progress, i / max(len(items), 1), f"checking series {i + 1} of {len(items)}")
         try:
-            seq, signal = peek_key(item, override)
+            opened = open_item(item, override)
         except MRFError as exc:
             failed.append((item, str(exc)))
             continue
-        groups.setdefault((seq.hash, signal), (seq, []))[1].append(item)
+        groups.setdefault(opened.key, (opened.sequence, []))[1].append((item, opened))
+    report(progress, 1.0, f"{len(items) - len(failed)} of {len(items)} series ready")
     return groups, failed
 
 
@@ -702,10 +692,22 @@ def reconstruct_input(
     """
     cache = cache or _CACHE
     split = 0.0 if cache.has(choice, input.sequence, input.signal) else 0.5
+    stage = "network" if choice.method == "nn" else "dictionary"
     estimator = make_estimator(
-        choice, input.sequence, input.signal, cache=cache, progress=scaled(progress, 0.0, split), cancel=cancel
+        choice,
+        input.sequence,
+        input.signal,
+        cache=cache,
+        progress=prefixed(scaled(progress, 0.0, split), stage),
+        cancel=cancel,
     )
-    maps = run(input, estimator, settings, progress=scaled(progress, split, 1.0), cancel=cancel)
+    maps = run(
+        input,
+        estimator,
+        settings,
+        progress=prefixed(scaled(progress, split, 1.0), choice.method.upper()),
+        cancel=cancel,
+    )
     return maps, estimator
 
 

@@ -22,7 +22,7 @@ LINE_INTERVAL_S = 5.0
 
 def _eta(start: float, fraction: float) -> str:
     elapsed = time.monotonic() - start
-    if fraction < 0.02 or elapsed < 1:
+    if fraction < 0.02 or fraction >= 1 or elapsed < 1:
         return ""
     return f", about {elapsed * (1 - fraction) / fraction:.0f} s left"
 

@@ -13,6 +13,17 @@ from mrfviewer.gui.main_window import MainWindow
 from mrfviewer.resources import assets_dir
 
 
+#: Qt notices that say nothing to a user (the offscreen platform of --screenshot prints this per window).
+_QUIET = ("This plugin does not support propagateSizeHints()",)
+
+
+def _qt_messages(kind: QtCore.QtMsgType, context: QtCore.QMessageLogContext, message: str) -> None:
+    """Qt's own messages: harmless platform notices dropped, the rest to stderr as Qt would print them."""
+    if message in _QUIET:
+        return
+    print(message, file=sys.stderr)
+
+
 def run_gui(
     path: Path | None = None,
     *,
@@ -25,6 +36,7 @@ def run_gui(
 
     Returns the exit code (2 when a scripted step fails, with the message on stderr).
     """
+    QtCore.qInstallMessageHandler(_qt_messages)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("mrfviewer")
     icon = assets_dir() / "icons" / "mrfviewer.png"
