@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mrfviewer import pipeline
+from mrfviewer import pipeline, schemas
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report, scaled
 from mrfviewer.errors import Cancelled, MRFError
 from mrfviewer.io.atomic import atomic_write_text
@@ -78,6 +78,15 @@ def _read_rows(csv_path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def _done_record(path: Path) -> dict:
+    """A ``done.json`` written by an earlier run (validated); a damaged one is not ours to trust."""
+    try:
+        raw = schemas.read_json(path, "batch record", max_bytes=2**20)
+        return schemas.validate(schemas.DoneRecord, raw, str(path)).model_dump()
+    except MRFError:
+        raise MRFError(f"{path.parent} holds a damaged {DONE}; not replacing it (remove it, or another --output)") from None
+
+
 def process_item(
     item: CohortItem,
     estimator: Estimator,
@@ -94,7 +103,7 @@ def process_item(
     done_file = final / DONE
     try:
         if done_file.exists():
-            previous = json.loads(done_file.read_text(encoding="utf-8"))
+            previous = _done_record(done_file)
             finished = previous.get("key") == key and not previous.get("failed_formats")
             if finished and not redo:
                 rows = _read_rows(final / "roi_stats.csv")

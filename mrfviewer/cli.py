@@ -287,25 +287,12 @@ def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
 
 
 def cmd_train(args: argparse.Namespace, cancel: CancelToken) -> int:
-    import json
-
     from mrfviewer.io.atomic import check_writable_target
     from mrfviewer.nn.model_io import METADATA, WEIGHTS, save_model
-    from mrfviewer.nn.training import TrainConfig, config_from_dict, train
+    from mrfviewer.nn.training import TrainConfig, load_config, train
 
     sequence = _sequence(args)
-    config = TrainConfig()
-    if args.config:
-        try:
-            raw = json.loads(Path(args.config).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MRFError(f"training config not found: {args.config}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MRFError(f"{args.config}: cannot read training config ({exc})") from None
-        try:
-            config = config_from_dict(raw)
-        except MRFError as exc:
-            raise MRFError(f"{args.config}: {exc}") from None
+    config = load_config(args.config) if args.config else TrainConfig()
     if args.grid:
         config.grid = _grid(args).to_dict()
     if args.seed is not None:

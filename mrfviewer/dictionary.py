@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +31,12 @@ import h5py
 import numpy as np
 import torch
 
-from mrfviewer import __version__
+from mrfviewer import __version__, schemas
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report, scaled
 from mrfviewer.errors import MRFError
 from mrfviewer.grid import ParameterGrid, grid_from_dict
 from mrfviewer.io.atomic import atomic_path
+from mrfviewer.io.names import safe_name
 from mrfviewer.sequence import Sequence, sequence_from_json
 from mrfviewer.simulation import simulate_fingerprints
 
@@ -243,59 +245,115 @@ def generate_dictionary(
     )
 
 
+_ARRAYS = ("params", "index", "basis", "coeffs", "norms", "singular_values", "retained_energy")
+_CHECKED_ATTRS = ("key", "sequence_hash", "sequence", "grid", "signal", "rank")
+#: Largest dictionary read: atoms and stored SVD rank.
+MAX_ATOMS, MAX_STORE_RANK = 20_000_000, 64
+
+
+def _checksum(arrays: dict[str, np.ndarray], attrs: dict[str, object]) -> str:
+    """SHA-256 over the arrays (names, types, shapes, bytes) and the attributes that define the content."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        digest.update(a.view(np.uint8).reshape(-1).data if a.size else b"")
+    for name in _CHECKED_ATTRS:
+        digest.update(f"{name}={attrs[name]};".encode())
+    return digest.hexdigest()
+
+
 def save_dictionary(dictionary: Dictionary, path: str | Path, overwrite: bool = False) -> Path:
-    """Write a dictionary to HDF5 atomically (the ``complete`` flag is set last)."""
+    """Write a dictionary to HDF5 atomically, with a checksum of its content (the ``complete`` flag last)."""
+    arrays = {
+        "params": dictionary.params,
+        "index": dictionary.index.astype(np.int32),
+        "basis": dictionary.basis,
+        "coeffs": dictionary.coeffs,
+        "norms": dictionary.norms,
+        "singular_values": dictionary.singular_values,
+        "retained_energy": dictionary.retained_energy,
+    }
+    attrs: dict[str, object] = {
+        "key": dictionary.key,
+        "sequence_hash": dictionary.sequence.hash,
+        "sequence": dictionary.sequence.to_json(indent=None),
+        "grid": dictionary.grid.to_json(),
+        "signal": dictionary.signal,
+        "rank": int(dictionary.rank),
+    }
     with atomic_path(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["software_version"] = __version__
-        f.attrs["key"] = dictionary.key
-        f.attrs["sequence_hash"] = dictionary.sequence.hash
-        f.attrs["sequence"] = dictionary.sequence.to_json(indent=None)
-        f.attrs["grid"] = dictionary.grid.to_json()
-        f.attrs["signal"] = dictionary.signal
-        f.attrs["rank"] = dictionary.rank
-        f.create_dataset("params", data=dictionary.params)
-        f.create_dataset("index", data=dictionary.index.astype(np.int32))
-        f.create_dataset("basis", data=dictionary.basis)
-        f.create_dataset("coeffs", data=dictionary.coeffs)
-        f.create_dataset("norms", data=dictionary.norms)
-        f.create_dataset("singular_values", data=dictionary.singular_values)
-        f.create_dataset("retained_energy", data=dictionary.retained_energy)
+        for name, value in attrs.items():
+            f.attrs[name] = value
+        for name, values in arrays.items():
+            f.create_dataset(name, data=values)
+        f.attrs["checksum"] = _checksum(arrays, attrs)
         f.attrs["complete"] = True
     return Path(path)
 
 
-def load_dictionary(path: str | Path, expect_key: str | None = None) -> Dictionary:
-    """Read a dictionary file, checking format, completeness and (optionally) its key."""
+def _datasets(f: h5py.File, path: Path) -> dict[str, h5py.Dataset]:
+    out = {}
+    for name in _ARRAYS:
+        ds = f.get(name)
+        if not isinstance(ds, h5py.Dataset) or ds.external or ds.is_virtual:
+            raise MRFError(f"{path}: dictionary array '{name}' is missing or not stored in the file")
+        out[name] = ds
+    coeffs = out["coeffs"]
+    if coeffs.ndim != 2 or not (1 <= coeffs.shape[0] <= MAX_ATOMS and 1 <= coeffs.shape[1] <= MAX_STORE_RANK):
+        raise MRFError(f"{path}: dictionary coefficients of shape {coeffs.shape} (at most {MAX_ATOMS:,} x 64)")
+    n, k = coeffs.shape
+    expected = {"params": (n, 4), "index": (n, 4), "norms": (n,), "retained_energy": (n,)}
+    for name, shape in expected.items():
+        if out[name].shape != shape:
+            raise MRFError(f"{path}: dictionary arrays have inconsistent shapes ({name} {out[name].shape})")
+    if out["basis"].ndim != 2 or out["basis"].shape[0] != k or out["basis"].shape[1] > 10**6:
+        raise MRFError(f"{path}: dictionary arrays have inconsistent shapes (basis {out['basis'].shape})")
+    return out
+
+
+def load_dictionary(path: str | Path, expect_key: str | None = None, require_checksum: bool = False) -> Dictionary:
+    """Read a dictionary file, checking format, completeness, checksum, finiteness and (optionally) its key.
+
+    A file whose content does not match its checksum, or holds NaN or infinite values,
+    is refused: a damaged cache must never give maps. ``require_checksum`` refuses files
+    written before checksums were stored (the cache asks for it).
+    """
     path = Path(path)
+    schemas.check_regular_file(path, "dictionary file")
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT:
                 raise MRFError(f"{path} is not an mrfviewer dictionary file")
-            if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
-                raise MRFError(f"{path}: dictionary format version {f.attrs.get('format_version')} not supported")
-            if not bool(f.attrs.get("complete", False)):
+            attrs = schemas.validate(schemas.DictionaryAttributes, schemas.h5_attributes(f.attrs), str(path))
+            if attrs.format_version != FORMAT_VERSION:
+                raise MRFError(f"{path}: dictionary format version {attrs.format_version} not supported")
+            if not attrs.complete:
                 raise MRFError(f"{path}: dictionary file is incomplete (interrupted write)")
-            if expect_key is not None and f.attrs.get("key") != expect_key:
+            if expect_key is not None and attrs.key != expect_key:
                 raise MRFError(f"{path}: dictionary was made for other settings (key mismatch)")
-            sequence = sequence_from_json(str(f.attrs["sequence"]), source=f"{path} sequence")
-            grid = grid_from_dict(json.loads(str(f.attrs["grid"])))
-            data = {name: f[name][()] for name in ("params", "index", "basis", "coeffs", "norms")}
-            singular = f["singular_values"][()]
-            kept = f["retained_energy"][()]
-            attrs = {k: f.attrs[k] for k in ("key", "signal", "rank", "sequence_hash")}
-    except (OSError, KeyError, ValueError) as exc:
-        if isinstance(exc, MRFError):
-            raise
+            data = {name: ds[()] for name, ds in _datasets(f, path).items()}
+    except OSError as exc:
         raise MRFError(f"cannot read dictionary {path}: {exc}") from None
-    if sequence.hash != attrs["sequence_hash"]:
+    if attrs.checksum is None:
+        if require_checksum:
+            raise MRFError(f"{path}: no checksum (written by an older mrfviewer)")
+    elif _checksum(data, {name: getattr(attrs, name) for name in _CHECKED_ATTRS}) != attrs.checksum:
+        raise MRFError(f"{path}: the dictionary's content does not match its checksum (damaged or altered)")
+    for name, values in data.items():
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            raise MRFError(f"{path}: dictionary array '{name}' holds NaN or infinite values")
+    sequence = sequence_from_json(attrs.sequence, source=f"{path} sequence")
+    grid = grid_from_dict(schemas.parse_json(attrs.grid, f"{path} grid"), f"{path} grid")
+    if sequence.hash != attrs.sequence_hash:
         raise MRFError(f"{path}: stored sequence does not match its hash (file altered?)")
-    n, k = data["coeffs"].shape
-    if data["params"].shape != (n, 4) or data["basis"].shape[0] != k or data["norms"].shape != (n,):
-        raise MRFError(f"{path}: dictionary arrays have inconsistent shapes")
     if data["basis"].shape[1] != sequence.n_timepoints:
         raise MRFError(f"{path}: basis length does not match the sequence's time points")
+    if not 1 <= attrs.rank <= data["basis"].shape[0]:
+        raise MRFError(f"{path}: rank {attrs.rank} beyond the {data['basis'].shape[0]} stored basis vectors")
     return Dictionary(
         sequence=sequence,
         grid=grid,
@@ -304,12 +362,35 @@ def load_dictionary(path: str | Path, expect_key: str | None = None) -> Dictiona
         basis=data["basis"],
         coeffs=data["coeffs"],
         norms=data["norms"],
-        singular_values=singular,
-        rank=int(attrs["rank"]),
-        signal=str(attrs["signal"]),
-        key=str(attrs["key"]),
-        retained_energy=kept,
+        singular_values=data["singular_values"],
+        rank=int(attrs.rank),
+        signal=str(attrs.signal),
+        key=str(attrs.key),
+        retained_energy=data["retained_energy"],
     )
+
+
+#: When this process started: temporaries older than that belong to runs that ended.
+_PROCESS_START = time.time()
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove ``.*.part*`` temporaries left in ``folder`` by runs that ended before this process began.
+
+    A killed dictionary build leaves its half-written temporary file (tens of MB); a
+    running one writes a newer one, which is left alone.
+    """
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for tmp in folder.glob(".*.part*"):
+        try:
+            if tmp.is_file() and tmp.stat().st_mtime < _PROCESS_START - 1:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue  # another process took it first
+    return removed
 
 
 def cache_dir() -> Path:
@@ -338,10 +419,13 @@ def get_dictionary(
     settings = settings or DictionarySettings()
     settings.validate()
     key = dictionary_key(sequence, grid, settings)
-    path = cache_dir() / f"{sequence.name[:40]}-{key}.h5"
+    # The name is for people browsing the cache; the key alone identifies the file.
+    path = cache_dir() / f"{safe_name(sequence.name, 'sequence', 40)}-{key}.h5"
+    if use_cache:
+        remove_stale_temporaries(cache_dir())
     if use_cache and path.exists():
         try:
-            dictionary = load_dictionary(path, expect_key=key)
+            dictionary = load_dictionary(path, expect_key=key, require_checksum=True)
             report(progress, 1.0, "dictionary loaded from cache")
             return dictionary
         except MRFError as exc:

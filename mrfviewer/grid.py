@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mrfviewer import schemas
 from mrfviewer.errors import MRFError
 
 AXES = ("b1", "t1_ms", "t2_ms", "t1rho_ms")
@@ -106,106 +106,48 @@ class ParameterGrid:
 
 
 def _parse_constraint(text: str) -> tuple[str, str]:
-    parts = text.replace(" ", "").lower().split("<=")
-    if len(parts) != 2 or parts[0] not in _CONSTRAINT_NAMES or parts[1] not in _CONSTRAINT_NAMES:
-        raise MRFError(f"constraint {text!r} not understood; use e.g. 't2<=t1' with t1, t2, t1rho")
-    return _CONSTRAINT_NAMES[parts[0]], _CONSTRAINT_NAMES[parts[1]]
+    low, high = text.split("<=")
+    return _CONSTRAINT_NAMES[low], _CONSTRAINT_NAMES[high]
 
 
-def _axis_values(raw: Any, name: str) -> np.ndarray:
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        raw = [raw]
-    if isinstance(raw, list):
-        try:
-            values = np.asarray(raw, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise MRFError(f"grid axis '{name}': values must be numbers") from None
-        if values.ndim != 1 or values.size == 0:
-            raise MRFError(f"grid axis '{name}': needs at least one value")
-    elif isinstance(raw, dict):
-        unknown = set(raw) - {"min", "max", "n", "step_percent", "spacing"}
-        if unknown:
-            raise MRFError(f"grid axis '{name}': unknown field(s) {', '.join(sorted(unknown))}")
-        try:
-            lo, hi = float(raw["min"]), float(raw["max"])
-        except (KeyError, TypeError, ValueError):
-            raise MRFError(f"grid axis '{name}': a range needs numeric 'min' and 'max'") from None
-        spacing = raw.get("spacing", "log")
-        if spacing not in ("log", "linear"):
-            raise MRFError(f"grid axis '{name}': spacing must be 'log' or 'linear'")
-        if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 or hi < lo:
-            raise MRFError(f"grid axis '{name}': need 0 < min <= max, got min={lo:g}, max={hi:g}")
-        if "n" in raw:
-            n = raw["n"]
-            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100_000:
-                raise MRFError(f"grid axis '{name}': 'n' must be an integer between 1 and 100000")
-        elif "step_percent" in raw:
-            step = raw["step_percent"]
-            if isinstance(step, bool) or not isinstance(step, int | float) or not 0.01 <= step <= 1000:
-                raise MRFError(f"grid axis '{name}': 'step_percent' must be a number between 0.01 and 1000")
-            if spacing == "log":
-                n = int(math.ceil(math.log(hi / lo) / math.log1p(step / 100))) + 1
-            else:
-                n = int(math.ceil((hi - lo) / (lo * step / 100))) + 1
+def _axis_values(axis: Any) -> np.ndarray:
+    """The values of a validated axis: a number, a list, or a range (log or linear)."""
+    if isinstance(axis, schemas.RangeAxis):
+        n = axis.count()
+        if n == 1 or axis.max == axis.min:
+            values = np.array([axis.min])
+        elif axis.spacing == "log":
+            values = np.geomspace(axis.min, axis.max, n)
         else:
-            raise MRFError(f"grid axis '{name}': a range needs 'n' or 'step_percent'")
-        if n == 1 or hi == lo:
-            values = np.array([lo])
-        else:
-            values = np.geomspace(lo, hi, n) if spacing == "log" else np.linspace(lo, hi, n)
+            values = np.linspace(axis.min, axis.max, n)
     else:
-        raise MRFError(f"grid axis '{name}': expected a list of values or a range object")
-    if not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise MRFError(f"grid axis '{name}': values must be finite and positive")
-    values = np.unique(values)
-    return values
+        values = np.atleast_1d(np.asarray(axis, dtype=np.float64))
+    return np.unique(values)
 
 
-def grid_from_dict(raw: Any) -> ParameterGrid:
-    """Build and validate a :class:`ParameterGrid` from parsed JSON."""
+def grid_from_dict(raw: Any, source: str = "grid") -> ParameterGrid:
+    """Build a :class:`ParameterGrid` from parsed JSON, validated by :class:`mrfviewer.schemas.GridFile`."""
     if not isinstance(raw, dict):
-        raise MRFError("a grid must be a JSON object with t1_ms, t2_ms and t1rho_ms")
-    unknown = set(raw) - {*AXES, "constraints", "name", "description"}
-    if unknown:
-        raise MRFError(f"unknown grid field(s): {', '.join(sorted(unknown))}")
-    missing = [a for a in ("t1_ms", "t2_ms", "t1rho_ms") if a not in raw]
-    if missing:
-        raise MRFError(f"grid is missing {', '.join(missing)}")
-    constraints = raw.get("constraints", list(DEFAULT_CONSTRAINTS))
-    if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
-        raise MRFError("grid 'constraints' must be a list of strings such as 't2<=t1'")
-    for c in constraints:
-        _parse_constraint(c)
+        raise MRFError(f"{source}: a grid must be a JSON object with t1_ms, t2_ms and t1rho_ms")
+    model = schemas.validate(schemas.GridFile, raw, source)
     grid = ParameterGrid(
-        t1_ms=_axis_values(raw["t1_ms"], "t1_ms"),
-        t2_ms=_axis_values(raw["t2_ms"], "t2_ms"),
-        t1rho_ms=_axis_values(raw["t1rho_ms"], "t1rho_ms"),
-        b1=_axis_values(raw.get("b1", [1.0]), "b1"),
-        constraints=tuple(constraints),
+        t1_ms=_axis_values(model.t1_ms),
+        t2_ms=_axis_values(model.t2_ms),
+        t1rho_ms=_axis_values(model.t1rho_ms),
+        b1=_axis_values(model.b1),
+        constraints=tuple(model.constraints),
     )
     total = grid.b1.size * grid.t1_ms.size * grid.t2_ms.size * grid.t1rho_ms.size
     if total > _MAX_ATOMS:
-        raise MRFError(f"grid has {total} points before constraints; the limit is {_MAX_ATOMS}")
+        raise MRFError(f"{source}: grid has {total:,} points before constraints; the limit is {_MAX_ATOMS:,}")
     if grid.n_atoms == 0:
-        raise MRFError("no grid point satisfies the constraints")
+        raise MRFError(f"{source}: no grid point satisfies the constraints")
     return grid
 
 
 def load_grid(path: str | Path) -> ParameterGrid:
-    """Load a grid JSON file; errors name the file and the problem."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MRFError(f"grid file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise MRFError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MRFError(f"cannot read grid file {path}: {exc}") from None
-    try:
-        return grid_from_dict(raw)
-    except MRFError as exc:
-        raise MRFError(f"{path}: {exc}") from None
+    """Load a grid JSON file (a regular file of bounded size); errors name the file and the problem."""
+    return grid_from_dict(schemas.read_json(path, "grid file"), str(path))
 
 
 def default_knee_grid() -> ParameterGrid:

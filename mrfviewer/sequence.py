@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mrfviewer import schemas
 from mrfviewer.errors import MRFError
 
 
@@ -103,7 +103,6 @@ _PREP_FIELDS: dict[str, tuple[type, str]] = {
     "delay": (Delay, "duration_ms"),
 }
 _READOUT_FIELDS = ("flip_angle_deg", "phase_deg", "tr_ms", "te_ms")
-_READOUT_DEFAULTS = {"phase_deg": 0.0}
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,135 +213,51 @@ def _block_to_dict(block: Block, collapse: bool = True) -> dict[str, Any]:
     return {"type": cls_name, attr: float(getattr(block, attr))}
 
 
-def _number(value: Any, where: str, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise MRFError(f"{where}: '{name}' must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise MRFError(f"{where}: '{name}' must be finite, got {value!r}")
-    return float(value)
-
-
-def _nonnegative(value: Any, where: str, name: str) -> float:
-    number = _number(value, where, name)
-    if number < 0:
-        raise MRFError(f"{where}: '{name}' must not be negative, got {number:g}")
-    return number
-
-
-def _parse_readout(raw: dict[str, Any], where: str) -> Readout:
-    kind = raw["type"]
-    if "flip_angle_deg" not in raw:
-        raise MRFError(f"{where}: a {kind} block needs 'flip_angle_deg'")
-    for name in ("tr_ms", "te_ms"):
-        if name not in raw:
-            raise MRFError(f"{where}: a {kind} block needs '{name}'")
-    values: dict[str, Any] = {}
-    lengths: dict[str, int] = {}
-    for name in _READOUT_FIELDS:
-        value = raw.get(name, _READOUT_DEFAULTS.get(name))
-        if isinstance(value, list):
-            if not value:
-                raise MRFError(f"{where}: '{name}' is an empty list")
-            values[name] = [_number(v, where, name) for v in value]
-            lengths[name] = len(value)
-        else:
-            values[name] = _number(value, where, name)
-    if len(set(lengths.values())) > 1:
-        detail = ", ".join(f"{k} has {n}" for k, n in lengths.items())
-        raise MRFError(f"{where}: per-excitation lists disagree in length ({detail})")
-    n = next(iter(lengths.values()), 1)
-    arrays = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy() for k, v in values.items()}
-    if np.any(np.abs(arrays["flip_angle_deg"]) > 180):
-        raise MRFError(f"{where}: flip angles must lie within [-180, 180] degrees")
-    for name in ("tr_ms", "te_ms"):
-        if np.any(arrays[name] < 0):
-            raise MRFError(f"{where}: '{name}' must not be negative")
-    if np.any(arrays["tr_ms"] <= 0):
-        raise MRFError(f"{where}: 'tr_ms' must be positive")
-    bad = np.nonzero(arrays["te_ms"] > arrays["tr_ms"])[0]
-    if bad.size:
-        i = int(bad[0])
-        raise MRFError(
-            f"{where}: te_ms ({arrays['te_ms'][i]:g}) is longer than tr_ms ({arrays['tr_ms'][i]:g}) at excitation {i}"
-        )
+def _readout(block: schemas.ReadoutBlock) -> Readout:
+    n = block.n
+    arrays = {
+        name: np.broadcast_to(np.asarray(getattr(block, name), dtype=np.float64), (n,)).copy()
+        for name in _READOUT_FIELDS
+    }
     for a in arrays.values():
         a.setflags(write=False)
-    return Readout(kind=kind, **arrays)
+    return Readout(kind=block.type, **arrays)
 
 
-def _parse_block(raw: Any, index: int) -> Block:
-    where = f"block {index}"
-    if not isinstance(raw, dict):
-        raise MRFError(f"{where}: expected an object, got {type(raw).__name__}")
-    kind = raw.get("type")
-    if kind in ("fisp", "flash"):
-        allowed = {"type", *_READOUT_FIELDS}
-    elif kind in _PREP_FIELDS:
-        allowed = {"type", _PREP_FIELDS[kind][1]}
-    else:
-        known = ", ".join([*_PREP_FIELDS, "fisp", "flash"])
-        raise MRFError(f"{where}: unknown block type {kind!r} (known: {known})")
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise MRFError(
-            f"{where} ({kind}): unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
-        )
-    if kind in ("fisp", "flash"):
-        return _parse_readout(raw, f"{where} ({kind})")
-    cls, attr = _PREP_FIELDS[kind]
-    if attr not in raw:
-        raise MRFError(f"{where} ({kind}): missing '{attr}'")
-    return cls(_nonnegative(raw[attr], f"{where} ({kind})", attr))
+def _block(block: Any) -> Block:
+    if isinstance(block, schemas.ReadoutBlock):
+        return _readout(block)
+    cls, attr = _PREP_FIELDS[block.type]
+    return cls(float(getattr(block, attr)))
 
 
-def sequence_from_dict(raw: Any) -> Sequence:
-    """Build and validate a :class:`Sequence` from parsed JSON.
+def sequence_from_dict(raw: Any, source: str = "sequence") -> Sequence:
+    """Build a :class:`Sequence` from parsed JSON, validated by :class:`mrfviewer.schemas.SequenceFile`.
 
     Raises
     ------
     MRFError
-        With a message naming the block and field for any invalid content.
+        One line naming ``source``, the block and field, and what is allowed.
     """
     if not isinstance(raw, dict):
-        raise MRFError("a sequence must be a JSON object with a 'blocks' list")
-    blocks_raw = raw.get("blocks")
-    if not isinstance(blocks_raw, list) or not blocks_raw:
-        raise MRFError("a sequence needs a non-empty 'blocks' list")
-    unknown = sorted(set(raw) - {"name", "description", "blocks", "dummy_trains"})
-    if unknown:
-        raise MRFError(f"unknown top-level field(s) in sequence: {', '.join(unknown)}")
-    blocks = tuple(_parse_block(b, i) for i, b in enumerate(blocks_raw))
-    if not any(isinstance(b, Readout) for b in blocks):
-        raise MRFError("a sequence needs at least one fisp or flash readout block")
-    dummy = raw.get("dummy_trains", 0)
-    if isinstance(dummy, bool) or not isinstance(dummy, int) or not 0 <= dummy <= 100:
-        raise MRFError(f"'dummy_trains' must be an integer between 0 and 100, got {dummy!r}")
-    name = raw.get("name", "unnamed")
-    description = raw.get("description", "")
+        raise MRFError(f"{source}: a sequence must be a JSON object with a 'blocks' list")
+    model = schemas.validate(schemas.SequenceFile, raw, source)
+    description = model.description
     if isinstance(description, list):  # long descriptions may be written as a list of lines
-        description = "\n".join(str(line) for line in description)
-    return Sequence(blocks=blocks, name=str(name), description=str(description), dummy_trains=dummy)
+        description = "\n".join(description)
+    return Sequence(
+        blocks=tuple(_block(b) for b in model.blocks),
+        name=model.name,
+        description=description,
+        dummy_trains=model.dummy_trains,
+    )
 
 
 def sequence_from_json(text: str, source: str = "sequence") -> Sequence:
     """Parse JSON text into a validated :class:`Sequence`."""
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MRFError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    try:
-        return sequence_from_dict(raw)
-    except MRFError as exc:
-        raise MRFError(f"{source}: {exc}") from None
+    return sequence_from_dict(schemas.parse_json(text, source), source)
 
 
 def load_sequence(path: str | Path) -> Sequence:
-    """Load a sequence JSON file; errors name the file and the problem."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MRFError(f"sequence file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MRFError(f"cannot read sequence file {path}: {exc}") from None
-    return sequence_from_json(text, source=str(path))
+    """Load a sequence JSON file (a regular file of bounded size); errors name the file and the problem."""
+    return sequence_from_dict(schemas.read_json(path, "sequence file"), str(path))

@@ -11,7 +11,6 @@ onto the SVD basis at once: K complex coefficients per voxel instead of T.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
+from mrfviewer import schemas
 from mrfviewer.errors import MRFError
 from mrfviewer.provenance import InputIdentity
 from mrfviewer.sequence import Sequence, sequence_from_json
@@ -104,16 +104,52 @@ def source_from_series(series: Series) -> SlabSource:
     )
 
 
-def open_h5_source(path: str | Path) -> SlabSource:
-    """A slab source over an HDF5 series file (format of :mod:`mrfviewer.io.series_h5`), read lazily."""
+#: Largest magnitude of a series value: squares of larger ones overflow the norms in float32.
+MAX_SIGNAL = 1e18
+
+
+def _dataset(f: h5py.File, name: str, path: Path, allow_external: bool) -> h5py.Dataset | None:
+    """Dataset ``name`` of an open file, refusing links and storage outside the file unless allowed."""
+    link = f.get(name, getlink=True)
+    if link is None:
+        return None
+    if isinstance(link, h5py.ExternalLink) and not allow_external:
+        raise MRFError(f"{path}: '{name}' links to another file ({link.filename}); refused (use --allow-external)")
+    try:
+        item = f[name]
+    except (KeyError, RuntimeError, OSError, ValueError):
+        raise MRFError(f"{path}: '{name}' is a link that leads nowhere") from None
+    if not isinstance(item, h5py.Dataset):
+        raise MRFError(f"{path}: '{name}' is not a dataset")
+    if not allow_external and (item.external or item.is_virtual):
+        kind = "virtual dataset over other files" if item.is_virtual else "external raw file"
+        raise MRFError(f"{path}: '{name}' stores its data in an {kind}; refused (use --allow-external)")
+    return item
+
+
+def _label_names(ds: h5py.Dataset, path: Path) -> dict[int, str]:
+    text = ds.attrs.get("label_names", "{}")
+    raw = schemas.parse_json(text if isinstance(text, str | bytes) else "", f"{path} labels.label_names")
+    if not isinstance(raw, dict):
+        raise MRFError(f"{path}: labels.label_names must be a JSON object of label number -> name")
+    names = schemas.validate(schemas.LabelNames, {"names": raw}, f"{path} labels.label_names").names
+    return {int(k): v for k, v in names.items()}
+
+
+def open_h5_source(path: str | Path, allow_external: bool = False) -> SlabSource:
+    """A slab source over an HDF5 series file (format of :mod:`mrfviewer.io.series_h5`), read lazily.
+
+    Only regular files are opened; links to other files, external raw storage and virtual
+    datasets (data from outside the input) are refused unless ``allow_external``.
+    Attributes are validated by :class:`mrfviewer.schemas.SeriesAttributes`.
+    """
     path = Path(path)
-    if not path.exists():
-        raise MRFError(f"series file not found: {path}")
+    schemas.check_regular_file(path, "series file")
     try:
         with h5py.File(path, "r") as f:
-            if "series" not in f or not isinstance(f["series"], h5py.Dataset):
+            ds = _dataset(f, "series", path, allow_external)
+            if ds is None:
                 raise MRFError(f"{path}: no 'series' dataset (expected shape (T, Y, X) or (T, Z, Y, X))")
-            ds = f["series"]
             if ds.ndim not in (3, 4):
                 raise MRFError(f"{path}: 'series' must have 3 or 4 dimensions, got shape {ds.shape}")
             if ds.dtype.kind not in "fciu":
@@ -123,20 +159,22 @@ def open_h5_source(path: str | Path) -> SlabSource:
             four_d = ds.ndim == 4
             shape = ds.shape if four_d else (ds.shape[0], 1, *ds.shape[1:])
             is_complex = ds.dtype.kind == "c"
+            attrs = schemas.validate(schemas.SeriesAttributes, schemas.h5_attributes(f.attrs), f"{path} attributes")
             sequence = None
-            if "sequence" in f.attrs:
-                sequence = sequence_from_json(str(f.attrs["sequence"]), source=f"{path} (sequence attribute)")
-            spacing = np.asarray(f.attrs.get("pixel_spacing_mm", (1.0, 1.0)), dtype=np.float64).reshape(-1)
-            if spacing.size == 1:
-                spacing = np.repeat(spacing, 2)
-            if spacing.size != 2 or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-                raise MRFError(f"{path}: 'pixel_spacing_mm' must be two positive numbers")
-            thickness = float(f.attrs.get("slice_thickness_mm", 1.0))
-            description = str(f.attrs.get("description", ""))
+            if attrs.sequence is not None:
+                sequence = sequence_from_json(attrs.sequence, source=f"{path} (sequence attribute)")
+            spacing = np.atleast_1d(np.asarray(attrs.pixel_spacing_mm, dtype=np.float64))
+            spacing = np.repeat(spacing, 2) if spacing.size == 1 else spacing
             labels, names = None, {}
-            if "labels" in f and f["labels"].size == np.prod(shape[1:]):
-                labels = f["labels"][()].reshape(shape[1:])
-                names = {int(k): str(v) for k, v in json.loads(f["labels"].attrs.get("label_names", "{}")).items()}
+            label_ds = _dataset(f, "labels", path, allow_external)
+            if label_ds is not None:
+                if label_ds.shape not in (tuple(shape[1:]), tuple(shape[2:])) or label_ds.dtype.kind not in "iub":
+                    raise MRFError(
+                        f"{path}: 'labels' must be integers of shape {tuple(shape[1:])}, got {label_ds.dtype} "
+                        f"{label_ds.shape}"
+                    )
+                labels = label_ds[()].astype(np.int32).reshape(shape[1:])
+                names = _label_names(label_ds, path)
     except OSError as exc:
         raise MRFError(f"cannot read {path} as HDF5: {exc}") from None
     dtype = np.complex64 if is_complex else np.float32
@@ -150,6 +188,8 @@ def open_h5_source(path: str | Path) -> SlabSource:
         if raw.dtype.kind in "fc" and not np.isfinite(raw).all():
             bad = int(np.count_nonzero(~np.isfinite(raw)))
             raise MRFError(f"{path}: series contains {bad} NaN or infinite values in slices {z0 + 1}-{z1}")
+        if raw.size and float(np.abs(raw).max()) > MAX_SIGNAL:
+            raise MRFError(f"{path}: series values up to {float(np.abs(raw).max()):.3g}; at most {MAX_SIGNAL:g}")
         return raw.astype(dtype, copy=False)
 
     return SlabSource(
@@ -157,12 +197,14 @@ def open_h5_source(path: str | Path) -> SlabSource:
         is_complex=is_complex,
         read=read,
         sequence=sequence,
-        geometry=Geometry(pixel_spacing_mm=(float(spacing[0]), float(spacing[1])), slice_thickness_mm=thickness),
-        description=description,
+        geometry=Geometry(
+            pixel_spacing_mm=(float(spacing[0]), float(spacing[1])), slice_thickness_mm=attrs.slice_thickness_mm
+        ),
+        description=attrs.description,
         uid=path.stem,
         labels=labels,
         label_names=names,
-        identity=InputIdentity(path=str(path), kind="hdf5", series_uid=path.stem, description=description),
+        identity=InputIdentity(path=str(path), kind="hdf5", series_uid=path.stem, description=attrs.description),
     )
 
 

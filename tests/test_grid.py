@@ -33,13 +33,14 @@ def test_lookup_inverts_atom_indices():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"t1_ms": [1000], "t2_ms": [50]}, "missing t1rho_ms"),
-        ({"t1_ms": {"min": 10, "max": 5, "n": 3}, "t2_ms": [5], "t1rho_ms": [5]}, "0 < min <= max"),
+        ({"t1_ms": [1000], "t2_ms": [50]}, "t1rho_ms: Field required"),
+        ({"t1_ms": {"min": 10, "max": 5, "n": 3}, "t2_ms": [5], "t1rho_ms": [5]}, "need min <= max"),
         ({"t1_ms": {"min": 10, "max": 50}, "t2_ms": [5], "t1rho_ms": [5]}, "'n' or 'step_percent'"),
-        ({"t1_ms": [-1, 5], "t2_ms": [5], "t1rho_ms": [5]}, "finite and positive"),
+        ({"t1_ms": [-1, 5], "t2_ms": [5], "t1rho_ms": [5]}, "t1_ms[0]: Input should be greater than or equal to"),
+        ({"t1_ms": {"min": 1e-300, "max": 1e300, "n": 3}, "t2_ms": [5], "t1rho_ms": [5]}, "must lie within"),
         ({"t1_ms": [100], "t2_ms": [500], "t1rho_ms": [600]}, "no grid point"),
-        ({"t1_ms": [100], "t2_ms": [5], "t1rho_ms": [5], "constraints": ["t2<t1"]}, "not understood"),
-        ({"t1_ms": [100], "t2_ms": [5], "t1rho_ms": [5], "t3": 1}, "unknown grid field"),
+        ({"t1_ms": [100], "t2_ms": [5], "t1rho_ms": [5], "constraints": ["t2<t1"]}, "constraints[0]: Input should be"),
+        ({"t1_ms": [100], "t2_ms": [5], "t1rho_ms": [5], "t3": 1}, "t3: Extra inputs are not permitted"),
         (
             {"t1_ms": {"min": 1, "max": 1e6, "n": 100000}, "t2_ms": {"min": 1, "max": 2, "n": 1000}, "t1rho_ms": [5]},
             "limit",

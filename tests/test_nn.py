@@ -118,9 +118,12 @@ def test_crafted_pickle_is_refused_and_not_run(tmp_path, tiny_training):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m: m.pop("sequence_hash"), "lacks 'sequence_hash'"),
+        (lambda m: m.pop("sequence_hash"), "sequence_hash: Field required"),
         (lambda m: m.update(format="other"), "not an mrfviewer network"),
-        (lambda m: m["architecture"].update(hidden=[-1]), "invalid architecture"),
+        (lambda m: m["architecture"].update(hidden=[-1]), r"architecture.hidden\[0\]: Input should be greater"),
+        (lambda m: m["architecture"].update(hidden=[True, True]), r"architecture.hidden\[0\]: Input should be a valid"),
+        (lambda m: m["architecture"].update(n_inputs=10**12), "architecture.n_inputs: Input should be less"),
+        (lambda m: m["architecture"].update(activation=["relu"]), "architecture.activation"),
         (lambda m: m["architecture"].update(hidden=[33, 32]), "do not match"),
         (lambda m: m.update(basis_sha256="0" * 16), "basis does not match"),
     ],
@@ -161,8 +164,12 @@ def test_nn_reconstruction_gives_maps_and_uncertainty(tmp_path, tiny_sequence, t
 
 
 def test_bad_training_configs(tmp_path):
-    with pytest.raises(MRFError, match="unknown training setting"):
+    with pytest.raises(MRFError, match="learnign_rate: Extra inputs are not permitted"):
         config_from_dict({"learnign_rate": 1})
+    with pytest.raises(MRFError, match="learning_rate: Input should be a valid number"):
+        config_from_dict({"learning_rate": "fast"})
+    with pytest.raises(MRFError, match="epochs: Input should be a valid integer"):
+        config_from_dict({"epochs": 2.5})
     with pytest.raises(MRFError, match="activation"):
         config_from_dict({"activation": "softsign"})
     with pytest.raises(MRFError, match="snr_min"):

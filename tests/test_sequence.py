@@ -38,19 +38,28 @@ def test_scalar_and_list_fields_broadcast():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"blocks": [{"type": "saturation"}]}, "unknown block type 'saturation'"),
-        ({"blocks": [{"type": "inversion", "ti_ms": -1}, *_readout()["blocks"]]}, "must not be negative"),
+        ({"blocks": [{"type": "saturation"}]}, "blocks[0]: Input tag 'saturation' found using 'type' does not match"),
+        (
+            {"blocks": [{"type": "inversion", "ti_ms": -1}, *_readout()["blocks"]]},
+            "ti_ms: Input should be greater than",
+        ),
         (_readout(te_ms=7.0), "te_ms (7) is longer than tr_ms (6)"),
         (_readout(tr_ms=[6, 6]), "disagree in length"),
-        (_readout(flip_angle_deg=[10, "x"]), "must be a number"),
-        (_readout(tr_ms=0), "'tr_ms' must be positive"),
-        (_readout(flip_angle_deg=[200]), "within [-180, 180]"),
-        ({"blocks": [{"type": "inversion", "ti": 20}]}, "unknown field(s) ti"),
+        (_readout(flip_angle_deg=[10, "x"]), "flip_angle_deg[1]: Input should be a valid number (got 'x')"),
+        (_readout(tr_ms=0), "tr_ms: Input should be greater than or equal to 0.001"),
+        (_readout(tr_ms=1e-320), "tr_ms: Input should be greater than or equal to 0.001"),
+        (_readout(flip_angle_deg=[200]), "flip_angle_deg[0]: Input should be less than or equal to 180"),
+        ({"blocks": [{"type": "inversion", "ti": 20}]}, "blocks[0].ti_ms: Field required"),
         ({"blocks": [{"type": "delay", "duration_ms": 5}]}, "at least one fisp or flash"),
-        ({"blocks": []}, "non-empty 'blocks'"),
+        ({"blocks": []}, "blocks: List should have at least 1 item"),
         ([1, 2], "JSON object"),
-        ({"blocks": _readout()["blocks"], "dummy_trains": -1}, "dummy_trains"),
+        (
+            {"blocks": _readout()["blocks"], "dummy_trains": -1},
+            "dummy_trains: Input should be greater than or equal to 0",
+        ),
+        ({"blocks": _readout(flip_angle_deg=[10] * 20000)["blocks"] * 10, "dummy_trains": 100}, "dummy trains of"),
         (_readout(flip_angle_deg=[float("nan")]), "finite"),
+        ({"blocks": _readout()["blocks"], "name": "../x\x00"}, "name: contains control"),
     ],
 )
 def test_invalid_sequences_name_the_problem(raw, message):

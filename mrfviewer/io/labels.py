@@ -26,6 +26,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from mrfviewer import schemas
 from mrfviewer.errors import MRFError
 from mrfviewer.io.atomic import atomic_write, atomic_write_text
 from mrfviewer.series import Geometry
@@ -233,21 +234,20 @@ def _integer_labels(data: np.ndarray, name: str) -> np.ndarray:
 
 def _read_names(path: Path) -> dict[int, str]:
     sidecar = names_path(path)
-    if not sidecar.is_file():
+    if not sidecar.exists():
         return {}
-    try:
-        if sidecar.stat().st_size > 1 << 20:
-            raise ValueError("larger than 1 MiB")
-        raw = json.loads(sidecar.read_text(encoding="utf-8"))
-        if not isinstance(raw, dict):
-            raise ValueError("not an object")
-        return {int(k): str(v)[:200] for k, v in raw.items()}
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        raise MRFError(f"{sidecar.name}: expected a JSON object of label number -> name") from None
+    raw = schemas.read_json(sidecar, "label names", max_bytes=4 * 2**20)
+    if not isinstance(raw, dict):
+        raise MRFError(f"{sidecar}: expected a JSON object of label number -> name")
+    names = schemas.validate(schemas.LabelNames, {"names": raw}, str(sidecar)).names
+    return {int(k): v for k, v in names.items()}
 
 
 def read_nifti_labels(path: Path, geometry: Geometry, shape: tuple[int, int, int]) -> LabelMap:
-    """A NIfTI label map placed on the series grid (see the module docstring)."""
+    """A NIfTI label map placed on the series grid (see the module docstring).
+
+    Its size is checked from the header before any voxel is decompressed.
+    """
     try:
         image: Any = nib.load(path)
         dims = tuple(int(d) for d in image.shape)
@@ -257,7 +257,7 @@ def read_nifti_labels(path: Path, geometry: Geometry, shape: tuple[int, int, int
         raise MRFError(f"cannot read label map {path.name}: {type(exc).__name__}") from None
     if len(dims) not in (2, 3) and not (len(dims) == 4 and dims[3] == 1):
         raise MRFError(f"label map {path.name} has {len(dims)} dimensions {dims}; expected 2 or 3")
-    if math.prod(dims) > MAX_LABEL_VOXELS:
+    if math.prod(dims) > min(MAX_LABEL_VOXELS, max(8 * math.prod(shape), 2**24)):
         raise MRFError(f"label map {path.name} declares {'x'.join(map(str, dims))} voxels; too large to read")
     try:
         data = np.asanyarray(image.dataobj)
@@ -290,10 +290,7 @@ def write_label_map(
 def read_label_map(path: str | Path, geometry: Geometry, shape: tuple[int, int, int]) -> LabelMap:
     """A NIfTI or DICOM SEG label map placed on the series grid (``shape`` (Z, Y, X), ``geometry``)."""
     path = Path(path)
-    if not path.exists():
-        raise MRFError(f"label file not found: {path}")
-    if not path.is_file():
-        raise MRFError(f"label map {path} is not a regular file")
+    schemas.check_regular_file(path, "label map")
     with open(path, "rb") as fh:
         head = fh.read(132)
     if path.suffix.lower() == ".dcm" or head[128:132] == b"DICM":

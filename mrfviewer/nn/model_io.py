@@ -17,27 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from mrfviewer import schemas
 from mrfviewer.errors import MRFError
 from mrfviewer.io.atomic import atomic_write, atomic_write_text, check_writable_target
-from mrfviewer.nn.model import ACTIVATIONS, MRFNet
+from mrfviewer.nn.model import MRFNet
 from mrfviewer.nn.training import TrainResult, basis_hash
 from mrfviewer.resources import models_dir
 
 WEIGHTS = "model.pt"
 METADATA = "model.json"
-_REQUIRED = {
-    "format": str,
-    "format_version": int,
-    "sequence_hash": str,
-    "n_timepoints": int,
-    "signal": str,
-    "param_names": list,
-    "parameter_ranges": dict,
-    "svd_rank": int,
-    "basis_sha256": str,
-    "architecture": dict,
-    "validation_mape_pct": dict,
-}
+#: Largest weights file read (the shipped networks have under 1 MiB).
+MAX_WEIGHTS_BYTES = 512 * 2**20
 
 
 @dataclass
@@ -80,27 +70,14 @@ def save_model(result: TrainResult, folder: str | Path, overwrite: bool = False)
 
 
 def _validate_metadata(meta: Any, path: Path) -> dict[str, Any]:
+    """``model.json`` checked against :class:`mrfviewer.schemas.ModelMetadata` (the fields inference uses)."""
     if not isinstance(meta, dict):
         raise MRFError(f"{path}: model metadata must be a JSON object")
-    for key, kind in _REQUIRED.items():
-        if key not in meta:
-            raise MRFError(f"{path}: model metadata lacks '{key}'")
-        if not isinstance(meta[key], kind) or (kind is int and isinstance(meta[key], bool)):
-            raise MRFError(f"{path}: model metadata '{key}' must be a {kind.__name__}")
-    if meta["format"] != "mrfviewer-nn" or meta["format_version"] != 1:
-        raise MRFError(f"{path}: not an mrfviewer network (format {meta['format']!r} v{meta['format_version']})")
-    arch = meta["architecture"]
-    hidden = arch.get("hidden")
-    if (
-        not isinstance(hidden, list)
-        or not all(isinstance(h, int) and 0 < h <= 8192 for h in hidden)
-        or arch.get("activation") not in ACTIVATIONS
-        or not isinstance(arch.get("n_inputs"), int)
-        or not isinstance(arch.get("n_params"), int)
-    ):
-        raise MRFError(f"{path}: model metadata has an invalid architecture")
-    if meta["param_names"] not in (["T1", "T2", "T1rho"], ["T1", "T2", "T1rho", "B1"]):
-        raise MRFError(f"{path}: unexpected model parameters {meta['param_names']}")
+    if meta.get("format") != "mrfviewer-nn" or meta.get("format_version") != 1:
+        raise MRFError(
+            f"{path}: not an mrfviewer network (format {meta.get('format')!r} v{meta.get('format_version')})"
+        )
+    schemas.validate(schemas.ModelMetadata, meta, str(path))
     return meta
 
 
@@ -112,11 +89,9 @@ def load_model(folder: str | Path) -> LoadedModel:
     meta_path, weights_path = folder / METADATA, folder / WEIGHTS
     if not meta_path.exists() or not weights_path.exists():
         raise MRFError(f"{folder} is not a model folder (needs {METADATA} and {WEIGHTS})")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MRFError(f"{meta_path}: cannot read model metadata ({exc})") from None
-    meta = _validate_metadata(meta, meta_path)
+    meta = _validate_metadata(schemas.read_json(meta_path, "model metadata"), meta_path)
+    if not weights_path.is_file() or weights_path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise MRFError(f"{weights_path}: not a regular file of at most {MAX_WEIGHTS_BYTES // 2**20} MiB")
     try:
         tensors = torch.load(weights_path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
@@ -140,6 +115,14 @@ def load_model(folder: str | Path) -> LoadedModel:
         raise MRFError(f"{weights_path}: the stored SVD basis does not match the metadata")
     if mean.shape != (arch["n_params"] + 1,) or sd.shape != mean.shape:
         raise MRFError(f"{weights_path}: normalisation does not match the architecture")
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise MRFError(f"{weights_path}: {', '.join(sorted(bad)[:3])} hold NaN or infinite values")
+    if not bool((sd > 0).all()):
+        raise MRFError(f"{weights_path}: the target standard deviations must be positive")
+    for name, buffer in net.named_buffers():
+        if name.endswith(("sd", "std", "scale")) and not bool((buffer > 0).all()):
+            raise MRFError(f"{weights_path}: the network's input scale '{name}' must be positive")
     net.eval()
     return LoadedModel(net=net, basis=basis, mean=mean, sd=sd, metadata=meta, path=folder)
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mrfviewer import __version__
+from mrfviewer import __version__, schemas
 from mrfviewer.dictionary import _svd_basis
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
 from mrfviewer.errors import MRFError
@@ -90,20 +90,20 @@ class TrainConfig:
         return grid_from_dict(self.grid) if self.grid is not None else default_knee_grid()
 
 
-def config_from_dict(raw: Any) -> TrainConfig:
-    """A validated :class:`TrainConfig` from parsed JSON (unknown keys are errors)."""
+def config_from_dict(raw: Any, source: str = "training config") -> TrainConfig:
+    """A :class:`TrainConfig` from parsed JSON, validated by :class:`mrfviewer.schemas.TrainConfigFile`."""
     if not isinstance(raw, dict):
-        raise MRFError("a training config must be a JSON object")
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise MRFError(f"unknown training setting(s): {', '.join(unknown)}")
-    try:
-        config = TrainConfig(**raw)
-    except TypeError as exc:
-        raise MRFError(f"bad training config: {exc}") from None
+        raise MRFError(f"{source}: a training config must be a JSON object")
+    model = schemas.validate(schemas.TrainConfigFile, raw, source)
+    values = {f.name: getattr(model, f.name) for f in fields(TrainConfig) if f.name != "grid"}
+    config = TrainConfig(**values, grid=raw.get("grid"))
     config.validate()
     return config
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """A training config file (a regular file of bounded size); errors name the file and the field."""
+    return config_from_dict(schemas.read_json(path, "training config"), str(path))
 
 
 @dataclass
