@@ -4,7 +4,10 @@
 before anything is written (an existing file is never replaced without ``overwrite``);
 then each format is written all or nothing on its own: a format that fails (disk full, a
 source DICOM highdicom refuses) leaves none of its files and is named in the report,
-while the formats that worked are kept. A cancel removes everything the call wrote.
+while the formats that worked are kept. Files are written into a hidden staging folder
+inside the output and moved to their places only when every format has been tried, so
+a run that is cancelled, fails or is killed leaves no set of maps that looks finished
+(a killed run's staging folder is removed by the next export into that folder).
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ import functools
 import io
 import json
 import logging
+import os
+import shutil
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,12 +144,75 @@ class ExportReport:
         return "; ".join(f"{', '.join(fmts)} export failed: {reason}" for reason, fmts in by_reason.items())
 
 
+STAGING_PREFIX = ".mrfviewer-staging-"
+#: When this process started: staging folders older than that belong to runs that ended.
+_PROCESS_START = time.time()
+
+
+def _remove_stale_staging(folder: Path) -> None:
+    """Staging folders of runs that were killed (older than this process)."""
+    for stale in folder.glob(f"{STAGING_PREFIX}*"):
+        try:
+            if stale.is_dir() and stale.stat().st_mtime < _PROCESS_START - 1:
+                shutil.rmtree(stale)
+        except OSError:
+            continue
+
+
 def _remove(paths: list[Path], folders: list[Path]) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
     for folder in folders:  # deepest first
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
+
+
+def _writers(
+    maps: ParameterMaps,
+    stage: Path,
+    units: str,
+    source_files: Sequence[Path] | None,
+    labels: LabelMap | None,
+    roi_scope: str,
+) -> dict[str, Callable[[], list[Path]]]:
+    """One writer per format, writing into ``stage``."""
+    from mrfviewer.io.parametric_map import export_parametric_maps
+    from mrfviewer.io.png import export_png
+    from mrfviewer.roi import label_statistics, write_stats_csv
+
+    def csv() -> list[Path]:
+        assert labels is not None
+        rows = label_statistics(maps, labels.values, dict(labels.names))
+        return [write_stats_csv(rows, maps, stage / ROI_CSV, slice_text=roi_scope)]
+
+    return {
+        "nifti": lambda: export_nifti(maps, stage, units=units),
+        "npz": lambda: [export_npz(maps, stage / "maps.npz")],
+        "png": lambda: export_png(maps, stage),
+        "dicom": lambda: export_parametric_maps(maps, list(source_files or []), stage / "dicom"),
+        "csv": csv,
+    }
+
+
+def _move_in(
+    staged: dict[str, list[Path]], targets: dict[str, list[Path]], report: ExportReport, overwrite: bool
+) -> None:
+    """Move the files of the formats that worked from the staging folder to their places."""
+    for fmt in report.written:
+        for source in targets[fmt]:
+            check_writable_target(source, overwrite)  # a file may have appeared while we worked
+    moved: list[Path] = []
+    for fmt in list(report.written):
+        for src, dst in zip(staged[fmt], targets[fmt], strict=True):
+            try:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                existed = dst.exists()
+                os.replace(src, dst)
+                if not existed:
+                    moved.append(dst)
+            except OSError as exc:
+                _remove(moved, [])  # renames in one folder do not fail for space; if they do, none stays
+                raise MRFError(f"moving {dst.name} into {dst.parent} failed: {exc.strerror or exc}") from None
 
 
 def export_maps(
@@ -162,10 +232,6 @@ def export_maps(
     ``dicom`` needs the source DICOM images (one per slice) and is skipped with a reason
     otherwise; ``csv`` writes label statistics and needs ``labels``.
     """
-    from mrfviewer.io.parametric_map import export_parametric_maps
-    from mrfviewer.io.png import export_png
-    from mrfviewer.roi import label_statistics, write_stats_csv
-
     folder = Path(folder)
     formats = [f for f in FORMATS if f in formats]
     check_export_targets(maps.names, folder, formats, overwrite)
@@ -178,43 +244,38 @@ def export_maps(
         report.failed["csv"] = "ROI statistics need a label map"
     if labels is not None and labels.values.shape != maps.mask.shape:
         raise MRFError(f"label map has shape {labels.values.shape}, the maps {maps.mask.shape}")
-    writers: dict[str, Callable[[], list[Path]]] = {
-        "nifti": lambda: export_nifti(maps, folder, units=units, overwrite=overwrite),
-        "npz": lambda: [export_npz(maps, folder / "maps.npz", overwrite=overwrite)],
-        "png": lambda: export_png(maps, folder, overwrite=overwrite),
-        "dicom": lambda: export_parametric_maps(maps, list(source_files or []), folder / "dicom", overwrite=overwrite),
-        "csv": lambda: [
-            write_stats_csv(
-                label_statistics(maps, labels.values, dict(labels.names)),  # type: ignore[union-attr]
-                maps,
-                folder / ROI_CSV,
-                overwrite=overwrite,
-                slice_text=roi_scope,
-            )
-        ],
-    }
     targets = export_targets(maps.names, folder, formats)
     new_folders = [f for f in (folder / "dicom", folder) if not f.exists()]
-    created_by_call: list[Path] = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(folder)
+        stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+    except OSError as exc:
+        _remove([], new_folders)
+        raise MRFError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    staged = {fmt: [stage / t.relative_to(folder) for t in paths] for fmt, paths in targets.items()}
+    writers = _writers(maps, stage, units, source_files, labels, roi_scope)
     try:
         for fmt in formats:
             check_cancel(cancel)
-            created = [t for t in targets[fmt] if not t.exists()]
-            created_by_call += created
             try:
-                report.written[fmt] = writers[fmt]()
+                writers[fmt]()
+                report.written[fmt] = targets[fmt]
             except MRFError as exc:
-                _remove(created, [])
+                _remove(staged[fmt], [])
                 report.failed[fmt] = str(exc)
             except (Cancelled, KeyboardInterrupt, MemoryError):
                 raise
             except Exception as exc:  # noqa: BLE001 - one broken format must not take the others with it
                 log.exception("%s export failed", fmt)
-                _remove(created, [])
+                _remove(staged[fmt], [])
                 report.failed[fmt] = f"internal error: {type(exc).__name__}: {exc}"
         check_cancel(cancel)
+        _move_in(staged, targets, report, overwrite)
     except BaseException:
-        _remove(created_by_call, new_folders)
+        shutil.rmtree(stage, ignore_errors=True)
+        _remove([], new_folders)
         raise
+    shutil.rmtree(stage, ignore_errors=True)
     _remove([], new_folders)  # folders left empty by failed formats
     return report
