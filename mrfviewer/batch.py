@@ -84,7 +84,30 @@ def _done_record(path: Path) -> dict:
         raw = schemas.read_json(path, "batch record", max_bytes=2**20)
         return schemas.validate(schemas.DoneRecord, raw, str(path)).model_dump()
     except MRFError:
-        raise MRFError(f"{path.parent} holds a damaged {DONE}; not replacing it (remove it, or another --output)") from None
+        raise MRFError(
+            f"{path.parent} holds a damaged {DONE}; not replacing it (remove it, or another --output)"
+        ) from None
+
+
+def _replace_folder(new: Path, final: Path) -> None:
+    """Put ``new`` in the place of ``final``; the old results go only once the new ones are in place.
+
+    A cancel or kill between the steps leaves the old results in ``<final>.previous``,
+    which the next run puts back (:func:`_restore`).
+    """
+    previous = final.with_name(final.name + ".previous")
+    if final.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(final, previous)
+    os.replace(new, final)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _restore(final: Path) -> None:
+    """Results of a run killed while replacing them come back (see :func:`_replace_folder`)."""
+    previous = final.with_name(final.name + ".previous")
+    if previous.is_dir() and not final.exists():
+        os.replace(previous, final)
 
 
 def process_item(
@@ -95,6 +118,7 @@ def process_item(
     units: str = "ms",
     redo: bool = False,
     sequence: Sequence | None = None,
+    allow_external: bool = False,
 ) -> ItemResult:
     """Reconstruct and export one series (runs on a dask worker); never raises for bad input."""
     start = time.perf_counter()
@@ -102,6 +126,7 @@ def process_item(
     key = _settings_key(settings, estimator.identity, units)
     done_file = final / DONE
     try:
+        _restore(final)
         if done_file.exists():
             previous = _done_record(done_file)
             finished = previous.get("key") == key and not previous.get("failed_formats")
@@ -112,7 +137,7 @@ def process_item(
                 raise MRFError(f"{final} holds results of other settings; use --redo or another --output")
         elif final.exists():
             raise MRFError(f"{final} exists but is not a finished batch result; not replacing it")
-        source = pipeline.open_item(item, sequence)
+        source = pipeline.open_item(item, sequence, allow_external=allow_external)
         maps = pipeline.run(source, estimator, settings)
         partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run: ours to remove
@@ -126,9 +151,7 @@ def process_item(
             "failed_formats": exported.failed,
         }
         atomic_write_text(partial / DONE, json.dumps(record, indent=2))
-        if final.exists():  # only with --redo or after a partial export: the old results go now
-            shutil.rmtree(final)
-        os.replace(partial, final)
+        _replace_folder(partial, final)  # with --redo or after a partial export, the old results go now
         rows = _read_rows(final / "roi_stats.csv")
         if exported.failed:
             return ItemResult(item, "failed", exported.failure_text(), seconds, str(final), rows)
@@ -194,6 +217,8 @@ def run_batch(
     sequence: Sequence | None = None,
     units: str = "ms",
     redo: bool = False,
+    overwrite: bool = False,
+    allow_external: bool = False,
     scheduler: str | None = None,
     n_workers: int | None = None,
     cache: pipeline.EstimatorCache | None = None,
@@ -205,15 +230,19 @@ def run_batch(
 
     One estimator of ``choice`` per (sequence, signal) group is built here (``sequence``
     overrides every series' own) and sent to the workers once. Writes
-    ``OUT/cohort_summary.csv``.
+    ``OUT/cohort_summary.csv`` (one written by another program is replaced only with
+    ``overwrite``). ``allow_external`` lets HDF5 series take data from other files.
     """
     settings.validate()
     output = Path(output)
     if not items:
         raise MRFError("no MRF series found in the cohort folder")
+    _check_summary(output / SUMMARY, overwrite)
     check_cancel(cancel)
     # Every series is opened (headers, sequence, label map) before any dictionary is built.
-    groups, unknown = pipeline.preflight(items, sequence, progress=scaled(progress, 0.0, 0.1), cancel=cancel)
+    groups, unknown = pipeline.preflight(
+        items, sequence, allow_external=allow_external, progress=scaled(progress, 0.0, 0.1), cancel=cancel
+    )
     results = [ItemResult(item, "failed", message) for item, message in unknown]
     estimators: dict[tuple[str, str], Estimator] = {}
     for i, (key, (seq, opened)) in enumerate(groups.items()):
@@ -230,16 +259,28 @@ def run_batch(
             on_result(result)
     todo = [(key, item) for key, (_, opened) in groups.items() if key in estimators for item, _ in opened]
     if todo:
-        results += _run_on_dask(
-            todo, estimators, output, settings, sequence, units, redo, scheduler, n_workers, progress, cancel, on_result
-        )
+        options = (settings, units, redo, sequence, allow_external)
+        results += _run_on_dask(todo, estimators, output, options, scheduler, n_workers, progress, cancel, on_result)
     results.sort(key=lambda r: (r.item.subject, r.item.name))
     atomic_write_text(output / SUMMARY, summary_csv(results, settings.method), overwrite=True)
     return results
 
 
+def _check_summary(path: Path, overwrite: bool) -> None:
+    """A summary of an earlier batch run into this folder is ours to replace; another file is not."""
+    if not path.exists() or overwrite:
+        return
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            header = fh.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        header = ""
+    if header != ",".join(SUMMARY_COLUMNS):
+        raise MRFError(f"{path} exists and was not written by mrfviewer batch; not replacing it (--overwrite)")
+
+
 def _run_on_dask(
-    todo, estimators, output, settings, sequence, units, redo, scheduler, n_workers, progress, cancel, on_result
+    todo, estimators, output, options, scheduler, n_workers, progress, cancel, on_result
 ) -> list[ItemResult]:  # noqa: ANN001 - private, see run_batch
     client, cluster = _client(scheduler, n_workers)
     from distributed import as_completed
@@ -248,8 +289,7 @@ def _run_on_dask(
     try:
         shared = {key: client.scatter(est, broadcast=True) for key, est in estimators.items()}
         futures = [
-            client.submit(process_item, item, shared[key], str(output), settings, units, redo, sequence, pure=False)
-            for key, item in todo
+            client.submit(process_item, item, shared[key], str(output), *options, pure=False) for key, item in todo
         ]
         report(progress, 0.3, f"{len(todo)} series on {len(client.scheduler_info()['workers'])} worker(s)")
         pending = as_completed(futures)

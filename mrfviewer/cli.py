@@ -49,9 +49,10 @@ def _progress_bar(label: str, enabled: bool = True):  # noqa: ANN202 - a context
 
 @contextlib.contextmanager
 def _cancel_on_interrupt() -> Iterator[CancelToken]:
-    """A cancel token set by Ctrl-C, so long jobs stop cleanly between chunks."""
+    """A cancel token set by Ctrl-C or SIGTERM (a scheduler's kill), so long jobs stop cleanly between chunks."""
     token = CancelToken()
-    previous = signal.getsignal(signal.SIGINT)
+    signals = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    previous = {s: signal.getsignal(s) for s in signals}
 
     def handler(signum: int, frame: object) -> None:
         if token.cancelled:  # a second Ctrl-C stops at once
@@ -59,12 +60,14 @@ def _cancel_on_interrupt() -> Iterator[CancelToken]:
         token.cancel()
 
     with contextlib.suppress(ValueError):  # not in the main thread
-        signal.signal(signal.SIGINT, handler)
+        for s in signals:
+            signal.signal(s, handler)
     try:
         yield token
     finally:
         with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGINT, previous)
+            for s, old in previous.items():
+                signal.signal(s, old)
 
 
 def _sequence(args: argparse.Namespace):
@@ -107,6 +110,14 @@ def _choice(args: argparse.Namespace, method: str | None = None):  # noqa: ANN20
     )
 
 
+def _dictionary_estimate(grid, sequence) -> str:  # noqa: ANN001 - a ParameterGrid and a Sequence
+    """The size of a dictionary before it is built: atoms, memory and time (measured rate of this code)."""
+    from mrfviewer.dictionary import estimate
+
+    atoms, gib, seconds = estimate(grid, sequence)
+    return f"dictionary of {atoms:,} atoms: about {gib:.2g} GiB in memory and {seconds / 60:.1f} min to simulate"
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     if not args.quiet:
         print(text, file=sys.stderr)
@@ -132,6 +143,11 @@ def cmd_dictionary(args: argparse.Namespace, cancel: CancelToken) -> int:
 
     sequence, grid = _sequence(args), _grid(args)
     check_writable_target(Path(args.output), args.overwrite)
+    if args.rank_report:
+        if Path(args.rank_report).resolve() == Path(args.output).resolve():
+            raise MRFError("--rank-report names the dictionary file itself; choose another file")
+        check_writable_target(Path(args.rank_report), args.overwrite)
+    _say(args, _dictionary_estimate(grid, sequence))
     settings = DictionarySettings(
         signal="magnitude" if args.magnitude else "complex", energy=args.energy, rank=args.rank
     )
@@ -159,10 +175,24 @@ def cmd_dictionary(args: argparse.Namespace, cancel: CancelToken) -> int:
 
 
 def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
+    from mrfviewer.io.atomic import check_output_folder, check_writable_target, staged_folder
     from mrfviewer.io.series_h5 import write_series_h5
     from mrfviewer.phantoms import make_phantom
     from mrfviewer.synthesis import synthesize_series
 
+    if not 0 <= args.seed < 2**32:
+        raise MRFError(f"--seed must be an integer from 0 to {2**32 - 1}, got {args.seed}")
+    if not (args.snr == args.snr and args.snr < float("inf")):  # NaN or infinity
+        raise MRFError(f"--snr must be a finite number (0 = noiseless), got {args.snr}")
+    if not 1 <= args.slices <= 512:
+        raise MRFError(f"--slices must be 1 to 512, got {args.slices}")
+    output = Path(args.output)
+    if args.format == "dicom":
+        check_output_folder(output)
+        for name in ("magnitude", "phase", "labels.nii.gz", "labels.json"):
+            check_writable_target(output / name, args.overwrite)
+    else:
+        check_writable_target(output, args.overwrite)
     sequence = _sequence(args)
     phantom = make_phantom(args.phantom, (args.size, args.size), args.slices)
     snr = None if args.snr <= 0 else args.snr
@@ -181,19 +211,18 @@ def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
         from mrfviewer.io.dicom_write import write_mrf_dicom
         from mrfviewer.pipeline import write_label_map
 
-        output = Path(args.output)
-        with _progress_bar("write DICOM", not args.quiet) as progress:
+        # All or nothing: the series folders and the label map move in when every file is written.
+        with _progress_bar("write DICOM", not args.quiet) as progress, staged_folder(output, args.overwrite) as stage:
             write_mrf_dicom(
                 series,
-                output,
+                stage,
                 description=f"MRF {phantom.name}",
                 layout=args.dicom_layout,
-                overwrite=args.overwrite,
                 progress=progress,
                 cancel=cancel,
             )
-        affine = series.geometry.affine_ras(series.spatial_shape[0])
-        write_label_map(phantom.labels, phantom.label_names, output / "labels.nii.gz", affine, args.overwrite)
+            affine = series.geometry.affine_ras(series.spatial_shape[0])
+            write_label_map(phantom.labels, phantom.label_names, stage / "labels.nii.gz", affine)
         _say(args, f"wrote DICOM magnitude and phase series of the {phantom.name} and labels.nii.gz to {output}")
         return 0
     write_series_h5(series, args.output, overwrite=args.overwrite)
@@ -210,13 +239,23 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
     choice.validate()
     # Everything that can be checked is checked before the long work: input, labels, output.
     source = pipeline.open_input(
-        args.input, sequence=args.sequence, series_uid=args.series, labels=args.labels, cancel=cancel
+        args.input,
+        sequence=args.sequence,
+        series_uid=args.series,
+        labels=args.labels,
+        allow_external=args.allow_external,
+        cancel=cancel,
     )
+    for warning in source.warnings:
+        print(f"mrfviewer: warning: {warning}", file=sys.stderr)
     formats = pipeline.default_formats(source)
     output = Path(args.output)
     pipeline.check_output(output, formats, pipeline.planned_outputs(choice), overwrite=args.overwrite, input=source)
     if source.labels is not None and source.labels.note:
         _say(args, f"note: {source.labels.note}")
+    cost = pipeline.build_estimate(choice, source.sequence, source.signal)
+    if cost:
+        _say(args, cost)
     start = time.perf_counter()
     with _progress_bar(f"reconstruct ({args.method})", not args.quiet) as progress:
         maps, _ = pipeline.reconstruct_input(source, choice, settings, progress=progress, cancel=cancel)
@@ -235,6 +274,17 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
     return EXIT_BAD_INPUT if report.failed else 0
 
 
+def _check_scheduler_address(address: str) -> None:
+    """A dask scheduler address: ``[tcp|tls|ws|wss|ucx]://host:port`` or ``host:port``."""
+    import re
+
+    match = re.fullmatch(r"(?:(tcp|tls|ws|wss|ucx)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):(\d{1,5})", address)
+    if match is None or not 0 < int(match.group(3)) < 65536:
+        raise MRFError(
+            f"--scheduler {address!r} is not a dask scheduler address (e.g. tcp://host:8786 or host:8786)"
+        )
+
+
 def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.batch import SUMMARY, run_batch
     from mrfviewer.pipeline import find_cohort
@@ -250,6 +300,10 @@ def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
     settings.validate()
     choice = _choice(args)
     choice.validate()
+    if args.workers is not None and not 1 <= args.workers <= 1024:
+        raise MRFError(f"--workers must be 1 to 1024, got {args.workers}")
+    if args.scheduler is not None:
+        _check_scheduler_address(args.scheduler)
     sequence = _sequence(args) if args.sequence else None
     with _progress_bar("scan cohort", not args.quiet) as progress:
         items = find_cohort(root, subject_from=args.subject_from, progress=progress, cancel=cancel)
@@ -271,6 +325,8 @@ def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
             sequence=sequence,
             units=args.units,
             redo=args.redo,
+            overwrite=args.overwrite,
+            allow_external=args.allow_external,
             scheduler=args.scheduler,
             n_workers=args.workers,
             progress=progress,
@@ -287,7 +343,7 @@ def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
 
 
 def cmd_train(args: argparse.Namespace, cancel: CancelToken) -> int:
-    from mrfviewer.io.atomic import check_writable_target
+    from mrfviewer.io.atomic import check_output_folder, check_writable_target
     from mrfviewer.nn.model_io import METADATA, WEIGHTS, save_model
     from mrfviewer.nn.training import TrainConfig, load_config, train
 
@@ -301,6 +357,7 @@ def cmd_train(args: argparse.Namespace, cancel: CancelToken) -> int:
         config.epochs = args.epochs
     config.validate()
     output = Path(args.output)
+    check_output_folder(output)
     for name in (WEIGHTS, METADATA):
         check_writable_target(output / name, args.overwrite)
     checkpoint = output / "checkpoint.pt"
@@ -319,15 +376,19 @@ def cmd_train(args: argparse.Namespace, cancel: CancelToken) -> int:
 
 
 def cmd_study(args: argparse.Namespace, cancel: CancelToken) -> int:
-    from mrfviewer.io.atomic import check_writable_target
+    from mrfviewer.io.atomic import check_output_folder, check_writable_target, staged_folder
     from mrfviewer.study import full_preset, quick_preset, run_study
 
     sequence = _sequence(args)
     preset = quick_preset() if args.quick else full_preset()
     output = Path(args.output)
+    check_output_folder(output)
     check_writable_target(output / "study.csv", args.overwrite)
-    with _progress_bar(f"study ({preset.name})", not args.quiet) as progress:
-        result = run_study(sequence, output, preset, progress=progress, cancel=cancel)
+    with (
+        _progress_bar(f"study ({preset.name})", not args.quiet) as progress,
+        staged_folder(output, args.overwrite) as stage,
+    ):
+        result = run_study(sequence, stage, preset, progress=progress, cancel=cancel)
     best, dm = result["best"], result["best_dm"]
     _say(
         args,
@@ -338,11 +399,12 @@ def cmd_study(args: argparse.Namespace, cancel: CancelToken) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, cancel: CancelToken) -> int:
-    from mrfviewer.io.atomic import check_writable_target
+    from mrfviewer.io.atomic import check_output_folder, check_writable_target, staged_folder
 
     if args.labels and not args.data:
         raise MRFError("--labels goes with --data (the label map of your series)")
     output = Path(args.output)
+    check_output_folder(output)
     check_writable_target(output / "report.md", args.overwrite)
     if args.data:
         return _evaluate_data(args, output, cancel)
@@ -362,8 +424,9 @@ def cmd_evaluate(args: argparse.Namespace, cancel: CancelToken) -> int:
                 f"('{dictionary.sequence.name}')"
             )
         settings = EvaluationSettings.quick() if args.quick else EvaluationSettings()
-        path = run_evaluation(output, dictionary, model, settings, progress=progress, cancel=cancel)
-    _say(args, f"wrote {path}")
+        with staged_folder(output, args.overwrite) as stage:  # all or nothing; nothing replaced unasked
+            run_evaluation(stage, dictionary, model, settings, progress=progress, cancel=cancel)
+    _say(args, f"wrote {output / 'report.md'}")
     return 0
 
 
@@ -473,6 +536,14 @@ def build_parser() -> argparse.ArgumentParser:
             " CPU has it natively; the default)",
         )
 
+    def external_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--allow-external",
+            action="store_true",
+            help="read HDF5 series whose data lie in other files (external links, external storage, virtual"
+            " datasets); refused by default",
+        )
+
     def overwrite_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -542,6 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", type=int, help="SVD rank for matching (default: the dictionary's)")
     p.add_argument("--no-refine", action="store_true", help="no sub-grid refinement")
     p.add_argument("--units", choices=["ms", "s"], default="ms", help="time units of NIfTI maps")
+    external_arg(p)
     overwrite_arg(p)
     p.set_defaults(func=cmd_reconstruct)
 
@@ -564,6 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-refine", action="store_true", help="no sub-grid refinement")
     p.add_argument("--units", choices=["ms", "s"], default="ms", help="time units of NIfTI maps")
     p.add_argument("--redo", action="store_true", help="recompute series finished in an earlier run")
+    p.add_argument("--overwrite", action="store_true", help="replace a cohort_summary.csv this batch did not write")
+    external_arg(p)
     p.add_argument(
         "--subject-from",
         choices=["folder", "patientid"],
@@ -636,7 +710,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["gui", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.WARNING, format="mrfviewer: %(message)s")
+    from mrfviewer import logs
+
+    log_path = logs.setup(debug=args.debug)
     try:
         with _cancel_on_interrupt() as cancel:
             return int(args.func(args, cancel))
@@ -652,7 +728,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
         if args.debug:
             raise
-        print(f"mrfviewer: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        logging.getLogger("traceback").error("internal error", exc_info=True)  # to the log file, not the terminal
+        where = f"details in {log_path}" if log_path else "rerun with --debug"
+        print(f"mrfviewer: internal error: {type(exc).__name__}: {exc} ({where})", file=sys.stderr)
         return 1
 
 

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -53,6 +53,7 @@ __all__ = [
     "METHODS",
     "PRECISIONS",
     "CohortItem",
+    "Dataset",
     "DictionaryMatching",
     "Estimator",
     "EstimatorCache",
@@ -65,12 +66,15 @@ __all__ = [
     "Provenance",
     "ReconstructionSettings",
     "RoiStats",
+    "SeriesEntry",
+    "build_estimate",
     "check_output",
     "default_formats",
     "export",
     "find_cohort",
     "label_statistics",
     "input_from_series",
+    "list_series",
     "load_labels",
     "load_sequence_file",
     "make_estimator",
@@ -83,6 +87,9 @@ __all__ = [
     "stats_to_csv",
     "write_label_map",
 ]
+
+if TYPE_CHECKING:
+    from mrfviewer.io.dicom_read import ScanResult
 
 #: (sequence hash, signal type): what a DM dictionary or a network must fit.
 EstimatorKey = tuple[str, str]
@@ -104,6 +111,7 @@ class Input:
     labels: LabelMap | None = None
     series: Series | None = None
     scan: object | None = None  # the DICOM folder scan (a ScanResult), for a browser
+    warnings: list[str] = field(default_factory=list)  # fallbacks taken (also in every result's provenance)
 
     @property
     def sequence(self) -> Sequence:
@@ -171,6 +179,8 @@ def open_input(
     root: str | Path | None = None,
     extra_folders: Seq[Path] = (),
     in_memory: bool = False,
+    scan: ScanResult | None = None,
+    allow_external: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Input:
@@ -178,7 +188,9 @@ def open_input(
 
     ``sequence`` overrides the series' own; ``labels`` names a label map (else the
     discovery rule applies when ``find_labels``; ``root`` bounds its search, default
-    ``path``); ``extra_folders`` are folders holding the phase partner. Every check
+    ``path``); ``extra_folders`` are folders holding the phase partner; ``scan`` is a
+    scan of ``path`` already made (:func:`list_series`), not repeated; ``allow_external``
+    lets an HDF5 series take data from other files (refused by default). Every check
     (sequence, time points, labels and their placement) happens here, before any
     expensive step. Raises :class:`MRFError` naming the problem.
     """
@@ -186,20 +198,23 @@ def open_input(
 
     path = Path(path)
     override = _sequence(sequence)
-    scan = None
     if not path.exists():
         raise MRFError(f"series file not found: {path}" if path.suffix else f"series folder not found: {path}")
     if path.is_dir():
-        scan = scan_folders([path, *extra_folders], progress=progress, cancel=cancel)
+        if scan is None:
+            scan = scan_folders([path, *extra_folders], progress=progress, cancel=cancel)
         infos = find_mrf_series(path, series_uid, scan=scan)
         plan = plan_series(infos, override)
         source = source_from_plan(plan, path)
+        warnings = _phase_fallback(scan, infos)
         series_location = infos[0].folder
         origin = "--sequence" if override else "mrf_sequence.json"
         if source.sequence is None:
             raise MRFError(f"{path} has no mrf_sequence.json beside the images: give the sequence with --sequence")
     elif path.is_file():
-        source = open_h5_source(path)
+        scan = None
+        warnings = []
+        source = open_h5_source(path, allow_external=allow_external)
         series_location = path
         origin = "--sequence" if override else "HDF5 attribute"
         if override is not None:
@@ -221,7 +236,32 @@ def open_input(
     if in_memory:
         series = _read_whole(path, source)
         source = dataclasses.replace(source_from_series(series), identity=source.identity)
-    return Input(source=source, sequence_origin=origin, labels=label_map, series=series, scan=scan)
+    return Input(source=source, sequence_origin=origin, labels=label_map, series=series, scan=scan, warnings=warnings)
+
+
+def _phase_fallback(scan: ScanResult, infos: list) -> list[str]:  # noqa: ANN001 - SeriesInfo items
+    """A warning when a magnitude series is read without the phase series that looks like its partner.
+
+    A phase series of the same study and geometry with another image count (files lost
+    in a transfer, say) leaves only the magnitude: say so, as the result depends on it.
+    """
+    if len(infos) > 1 or "P" in infos[0].components:
+        return []
+    first = infos[0].first
+    out = []
+    for other in scan.series.values():
+        b = other.first
+        if other.components == {"P"} and (b.study_uid, b.frame_of_reference, b.rows, b.columns) == (
+            first.study_uid,
+            first.frame_of_reference,
+            first.rows,
+            first.columns,
+        ):
+            out.append(
+                f"the phase series '{other.description or other.uid}' has {other.n_images} images, the magnitude "
+                f"{infos[0].n_images}: reconstructing from magnitude only"
+            )
+    return out
 
 
 def _read_whole(path: Path, source: SlabSource) -> Series:
@@ -270,6 +310,7 @@ def preflight(
     items: Seq[CohortItem],
     sequence: Sequence | str | Path | None = None,
     *,
+    allow_external: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[Groups, list[tuple[CohortItem, str]]]:
@@ -285,13 +326,34 @@ def preflight(
         check_cancel(cancel)
         report(progress, i / max(len(items), 1), f"checking series {i + 1} of {len(items)}")
         try:
-            opened = open_item(item, override)
+            opened = open_item(item, override, allow_external=allow_external)
         except MRFError as exc:
             failed.append((item, str(exc)))
             continue
         groups.setdefault(opened.key, (opened.sequence, []))[1].append((item, opened))
     report(progress, 1.0, f"{len(items) - len(failed)} of {len(items)} series ready")
     return groups, failed
+
+
+def build_estimate(
+    choice: EstimatorChoice, sequence: Sequence, signal: str, cache: EstimatorCache | None = None
+) -> str:
+    """What building the estimator of ``choice`` will cost, when it has to be built ("" when it is ready).
+
+    A dictionary not in memory nor in the disk cache is simulated: its atoms, memory and time.
+    """
+    from mrfviewer.dictionary import cached_path, estimate
+
+    if choice.method == "nn" or choice.dictionary_file is not None or (cache or _CACHE).has(choice, sequence, signal):
+        return ""
+    grid = choice.grid_value()
+    if cached_path(sequence, grid, DictionarySettings(signal=signal)).exists():
+        return ""
+    atoms, gib, seconds = estimate(grid, sequence)
+    return (
+        f"building a {signal} dictionary of {atoms:,} atoms for sequence '{sequence.name}': about {gib:.2g} GiB "
+        f"and {seconds / 60:.1f} min (cached afterwards)"
+    )
 
 
 def open_item(item: CohortItem, sequence: Sequence | str | Path | None = None, **kwargs: object) -> Input:
@@ -304,6 +366,118 @@ def open_item(item: CohortItem, sequence: Sequence | str | Path | None = None, *
         find_labels=False,
         extra_folders=item.partner_folders,
         **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True)
+class SeriesEntry:
+    """One series of a dataset, for a browser: an MRF series (its phase partner in the same
+    entry) or another series, with the reason it cannot be reconstructed."""
+
+    path: Path  # what open_input takes: the folder scanned, or the HDF5 file
+    series_uid: str | None  # None: an HDF5 series file
+    patient: str
+    study: str
+    description: str
+    components: str  # "magnitude + phase", "magnitude", "phase", "complex (HDF5)", ...
+    n_timepoints: int
+    n_slices: int
+    size_bytes: int
+    usable: bool
+    reason: str  # why it is (or is not) an MRF series
+
+
+@dataclass
+class Dataset:
+    """What a folder (or an HDF5 file) holds (:func:`list_series`); ``scan`` is reused when an entry is opened."""
+
+    root: Path  # the folder or file listed
+    entries: list[SeriesEntry]
+    scan: ScanResult | None = None
+
+    def usable(self) -> list[SeriesEntry]:
+        return [e for e in self.entries if e.usable]
+
+    def open(self, entry: SeriesEntry, **kwargs: object) -> Input:
+        """:func:`open_input` on one entry (a DICOM folder is not scanned again)."""
+        if entry.series_uid is None:
+            return open_input(entry.path, **kwargs)  # type: ignore[arg-type]
+        return open_input(entry.path, series_uid=entry.series_uid, scan=self.scan, **kwargs)  # type: ignore[arg-type]
+
+
+def list_series(
+    path: str | Path, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+) -> Dataset:
+    """Every series under a folder (headers only) or the one series of an HDF5 file.
+
+    DICOM series come with patient and study; a phase series is folded into the entry of
+    the magnitude series it partners (the pairing :func:`open_input` makes), so an MRF
+    acquisition is one entry. Series that are not MRF are listed with the reason.
+    """
+    from mrfviewer.cohort import is_h5_series
+    from mrfviewer.io.dicom_read import partner_series, scan_folder
+
+    path = Path(path)
+    if not path.exists():
+        raise MRFError(f"not found: {path}")
+    if path.is_file():
+        return Dataset(path, [_h5_entry(path)])
+    scan = scan_folder(path, progress=progress, cancel=cancel)
+    partner = {info.uid: partner_series(scan, info)[:1] for info in scan.series.values() if info.components != {"P"}}
+    folded = {p.uid for partners in partner.values() for p in partners}
+    entries = []
+    for info in scan.series.values():
+        if info.uid in folded:
+            continue  # shown in its magnitude series' entry
+        ok, reason = info.mrf_check()
+        partners = partner.get(info.uid, [])
+        if info.components == {"P"}:
+            kind = "phase"
+            ok, reason = False, "phase images without their magnitude series"
+        else:
+            kind = "magnitude + phase" if partners or "P" in info.components else "magnitude"
+        first = info.first
+        entries.append(
+            SeriesEntry(
+                path=path,
+                series_uid=info.uid,
+                patient=f"{first.patient} ({first.patient_id})" if first.patient_id else first.patient or "?",
+                study=first.study_description or first.study_uid,
+                description=info.description or info.uid,
+                components=kind,
+                n_timepoints=info.n_timepoints,
+                n_slices=info.n_slices,
+                size_bytes=info.size_bytes + sum(p.size_bytes for p in partners),
+                usable=ok,
+                reason=reason,
+            )
+        )
+    for file in sorted(path.rglob("*.h5")):
+        check_cancel(cancel)
+        if is_h5_series(file):
+            entries.append(_h5_entry(file))
+    return Dataset(path, entries, scan)
+
+
+def _h5_entry(path: Path) -> SeriesEntry:
+    try:
+        source = open_h5_source(path)
+    except MRFError as exc:
+        return SeriesEntry(path, None, "HDF5 files", path.parent.name, path.name, "HDF5", 0, 0, 0, False, str(exc))
+    usable = source.sequence is not None
+    n_t, n_z = source.shape[0], source.shape[1]
+    return SeriesEntry(
+        path=path,
+        series_uid=None,
+        patient="HDF5 files",
+        study=path.parent.name,
+        description=source.description or path.name,
+        components=f"{'complex' if source.is_complex else 'magnitude'} (HDF5)",
+        n_timepoints=n_t,
+        n_slices=n_z,
+        size_bytes=path.stat().st_size,
+        usable=usable,
+        reason=f"{n_t} time points x {n_z} slice(s)" if usable else "names no sequence (give one with --sequence)",
     )
 
 
@@ -589,7 +763,7 @@ def run(
     estimator.check(input.source)
     start = time.perf_counter()
     maps = estimator.run(input.source, settings, progress, cancel)
-    warnings = list(maps.provenance.warnings)
+    warnings = list(maps.provenance.warnings) + list(input.warnings)
     if input.labels is not None and input.labels.note:
         warnings.append(f"labels: {input.labels.note}")
     provenance = maps.provenance.replace(

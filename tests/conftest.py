@@ -20,6 +20,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MRFVIEWER_CACHE_DIR", str(root / "cache"))
     monkeypatch.setenv("MRFVIEWER_DATA_DIR", str(root / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(root / "config"))  # QSettings of the GUI
+    monkeypatch.setenv("MRFVIEWER_LOG_DIR", str(root / "logs"))
 
 
 @pytest.fixture(scope="session")

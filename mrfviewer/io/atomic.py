@@ -26,6 +26,12 @@ def check_writable_target(path: Path, overwrite: bool) -> None:
         raise MRFError(f"{path} already exists; choose another output or allow overwriting (--overwrite)")
 
 
+def check_output_folder(path: Path) -> None:
+    """Raise :class:`MRFError` if ``path`` exists and is not a folder (an output folder must be one)."""
+    if path.exists() and not path.is_dir():
+        raise MRFError(f"{path} exists and is not a folder; choose another output")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -105,7 +111,14 @@ def staged_folder(folder: str | Path, overwrite: bool = False) -> Iterator[Path]
         for item in staged:
             check_writable_target(folder / item.name, overwrite)
         for item in staged:
-            os.replace(item, folder / item.name)
+            target = folder / item.name
+            if item.is_dir() and target.is_dir():  # --overwrite of a folder: the old one goes once the new is in
+                aside = Path(tempfile.mkdtemp(prefix=".replaced-", dir=folder))
+                os.replace(target, aside / item.name)
+                os.replace(item, target)
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                os.replace(item, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created and folder.is_dir() and not any(folder.iterdir()):
