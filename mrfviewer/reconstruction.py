@@ -63,8 +63,10 @@ def project_source(
 ) -> ProjectedSource:
     """Read ``source`` slab by slab and keep only the signal norm and the SVD coefficients of every voxel.
 
-    Only one slab of slices with all its time points is in memory at a time;
-    what stays is K complex values per voxel instead of T.
+    Only one slab of slices with all its time points is in memory at a time; a slice
+    larger than the budget is read in ranges of time points where the source can
+    (projections and squared norms add up over time). What stays is K complex values
+    per voxel instead of T.
     """
     n_t = source.n_timepoints
     slices = source.slabs(memory_mb)
@@ -73,18 +75,35 @@ def project_source(
     norms = np.empty(n_vox, dtype=np.float64)
     coefficients = np.empty((n_vox, basis.shape[0]), dtype=np.complex64)
     basis_conj = np.ascontiguousarray(basis.conj(), dtype=np.complex64)
+    times = source.time_chunks(memory_mb)
     for i, (z0, z1) in enumerate(slices):
         check_cancel(cancel)
         report(progress, i / len(slices), f"reading slices {z0 + 1}-{z1} of {source.spatial_shape[0]}")
-        slab = source.read(z0, z1)
-        flat = slab.reshape(n_t, -1)
         lo, hi = z0 * n_per_slice, z1 * n_per_slice
-        norms[lo:hi] = _slab_norms(flat)
-        if not np.isfinite(norms[lo:hi]).all():
-            # Non-finite voxels are left out of the mask; zero them so they cannot poison the GEMM.
-            flat = np.where(np.isfinite(flat), flat, 0).astype(flat.dtype)
-        coefficients[lo:hi] = _project_slab(flat, basis_conj)
-        del slab, flat
+        if len(times) == 1:
+            slab = source.read(z0, z1)
+            flat = slab.reshape(n_t, -1)
+            norms[lo:hi] = _slab_norms(flat)
+            if not np.isfinite(norms[lo:hi]).all():
+                # Non-finite voxels are left out of the mask; zero them so they cannot poison the GEMM.
+                flat = np.where(np.isfinite(flat), flat, 0).astype(flat.dtype)
+            coefficients[lo:hi] = _project_slab(flat, basis_conj)
+            del slab, flat
+            continue
+        assert source.read_times is not None
+        squares = np.zeros(hi - lo, dtype=np.float64)
+        sums = np.zeros((hi - lo, basis.shape[0]), dtype=np.complex128)
+        for t0, t1 in times:
+            check_cancel(cancel)
+            flat = source.read_times(z0, z1, t0, t1).reshape(t1 - t0, -1)
+            squares += _slab_norms(flat) ** 2
+            finite = np.isfinite(flat)
+            if not finite.all():
+                flat = np.where(finite, flat, 0).astype(flat.dtype)
+            sums += _project_slab(flat, np.ascontiguousarray(basis_conj[:, t0:t1]))
+            del flat
+        norms[lo:hi] = np.sqrt(squares)
+        coefficients[lo:hi] = sums
     report(progress, 1.0, "projected")
     return ProjectedSource(norms=norms, coefficients=coefficients, slabs=slices)
 

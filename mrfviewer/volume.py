@@ -50,6 +50,8 @@ class SlabSource:
     labels: np.ndarray | None = None
     label_names: dict[int, str] = field(default_factory=dict)
     identity: InputIdentity = field(default_factory=InputIdentity)
+    # ``read_times(z0, z1, t0, t1)``: time points t0:t1 only, where the source can (HDF5, memory).
+    read_times: Callable[[int, int, int, int], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         check_sequence_length(self.n_timepoints, self.sequence)
@@ -70,17 +72,33 @@ class SlabSource:
     def slabs(self, memory_mb: float) -> list[tuple[int, int]]:
         """Slice ranges whose raw data (plus one working copy) fit ``memory_mb``; at least one slice each.
 
-        A slice is the smallest unit read; a header claiming slices above
-        :data:`MAX_SLICE_BYTES` is refused here, before anything is allocated.
+        A slice is the smallest unit of a slab (sources that read time ranges then read it in
+        parts, see :meth:`time_chunks`); other sources claiming slices above
+        :data:`MAX_SLICE_BYTES` are refused here, before anything is allocated.
         """
-        if self.bytes_per_slice > MAX_SLICE_BYTES:
+        unit = self.bytes_per_slice if self.read_times is None else self.bytes_per_slice / self.shape[0]
+        if unit > MAX_SLICE_BYTES:
+            what = "one slice" if self.read_times is None else "one time point of one slice"
             raise MRFError(
-                f"one slice of this series ({self.shape[0]} time points of {self.shape[2]} x {self.shape[3]}) "
-                f"needs {self.bytes_per_slice / 2**30:.1f} GiB; the limit is {MAX_SLICE_BYTES / 2**30:.0f} GiB"
+                f"{what} of this series ({self.shape[0]} time points of {self.shape[2]} x {self.shape[3]}) "
+                f"needs {unit / 2**30:.1f} GiB; the limit is {MAX_SLICE_BYTES / 2**30:.0f} GiB"
             )
         per_slab = max(1, int(memory_mb * 2**20 // (2 * self.bytes_per_slice)))
         n_z = self.shape[1]
         return [(z0, min(z0 + per_slab, n_z)) for z0 in range(0, n_z, per_slab)]
+
+    def time_chunks(self, memory_mb: float) -> list[tuple[int, int]]:
+        """Time ranges to read one slice in, so that a slice larger than ``memory_mb`` is still read within it.
+
+        Sources that cannot read part of the time points give one range (the slice is the floor).
+        """
+        n_t = self.shape[0]
+        budget = memory_mb * 2**20 / 2  # the data and one working copy
+        if self.read_times is None or self.bytes_per_slice <= budget:
+            return [(0, n_t)]
+        per_point = self.bytes_per_slice / n_t
+        step = max(1, int(budget // per_point))
+        return [(t0, min(t0 + step, n_t)) for t0 in range(0, n_t, step)]
 
     def with_sequence(self, sequence: Sequence) -> SlabSource:
         """This source with ``sequence`` attached (the number of time points must match)."""
@@ -93,6 +111,7 @@ def source_from_series(series: Series) -> SlabSource:
         shape=series.data.shape,
         is_complex=series.is_complex,
         read=lambda z0, z1: series.data[:, z0:z1],
+        read_times=lambda z0, z1, t0, t1: series.data[t0:t1, z0:z1],
         sequence=series.sequence,
         geometry=series.geometry,
         description=series.description,
@@ -106,6 +125,8 @@ def source_from_series(series: Series) -> SlabSource:
 
 #: Largest magnitude of a series value: squares of larger ones overflow the norms in float32.
 MAX_SIGNAL = 1e18
+#: Largest HDF5 chunk read (decompressed): a compressed chunk is always read whole.
+MAX_CHUNK_BYTES = 512 * 2**20
 
 
 def _dataset(f: h5py.File, name: str, path: Path, allow_external: bool) -> h5py.Dataset | None:
@@ -159,6 +180,12 @@ def open_h5_source(path: str | Path, allow_external: bool = False) -> SlabSource
             four_d = ds.ndim == 4
             shape = ds.shape if four_d else (ds.shape[0], 1, *ds.shape[1:])
             is_complex = ds.dtype.kind == "c"
+            chunk_bytes = int(np.prod(ds.chunks, dtype=np.float64)) * ds.dtype.itemsize if ds.chunks else 0
+            if chunk_bytes > MAX_CHUNK_BYTES:
+                raise MRFError(
+                    f"{path}: 'series' is stored in chunks of {chunk_bytes / 2**20:,.0f} MiB (decompressed); "
+                    f"at most {MAX_CHUNK_BYTES // 2**20} MiB are read at once"
+                )
             attrs = schemas.validate(schemas.SeriesAttributes, schemas.h5_attributes(f.attrs), f"{path} attributes")
             sequence = None
             if attrs.sequence is not None:
@@ -180,9 +207,12 @@ def open_h5_source(path: str | Path, allow_external: bool = False) -> SlabSource
     dtype = np.complex64 if is_complex else np.float32
 
     def read(z0: int, z1: int) -> np.ndarray:
+        return read_times(z0, z1, 0, shape[0])
+
+    def read_times(z0: int, z1: int, t0: int, t1: int) -> np.ndarray:
         try:
             with h5py.File(path, "r") as f:
-                raw = f["series"][:, z0:z1] if four_d else f["series"][()][:, None]
+                raw = f["series"][t0:t1, z0:z1] if four_d else f["series"][t0:t1][:, None]
         except OSError as exc:
             raise MRFError(f"cannot read slices {z0 + 1}-{z1} of {path}: {exc}") from None
         if raw.dtype.kind in "fc" and not np.isfinite(raw).all():
@@ -196,6 +226,7 @@ def open_h5_source(path: str | Path, allow_external: bool = False) -> SlabSource
         shape=tuple(int(s) for s in shape),  # type: ignore[arg-type]
         is_complex=is_complex,
         read=read,
+        read_times=read_times,
         sequence=sequence,
         geometry=Geometry(
             pixel_spacing_mm=(float(spacing[0]), float(spacing[1])), slice_thickness_mm=attrs.slice_thickness_mm
