@@ -1,6 +1,7 @@
 """DICOM in and out: round trips, ordering rules, geometry, Parametric Maps, clear errors."""
 
 import shutil
+import warnings
 from pathlib import Path
 
 import highdicom as hd
@@ -336,3 +337,209 @@ def test_scan_decodes_header_values_as_pydicom_does(tmp_path):
                 assert _as_text(fast) == _as_text(slow), (path.name, keyword, fast, slow)
         if "Rows" in reference:
             assert _records(path, ours, True) == _records(path, reference, True, get=reference.get)
+
+
+# -- hostile and real-world headers ------------------------------------------------------------
+
+
+def _reconstruct_message(folder, tiny_files, tmp_path, capsys):
+    """Exit code and the stderr lines of ``mrfviewer reconstruct folder`` (fails before any dictionary)."""
+    from mrfviewer.cli import main
+
+    _, grid = tiny_files
+    out = tmp_path / "out"
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        code = main(["-q", "reconstruct", str(folder), "--grid", str(grid), "--output", str(out)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert not leaked, [str(w.message) for w in leaked]
+    assert not out.exists()
+    return code, lines
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "field"),
+    [
+        ("PixelSpacing", "0\\0", "PixelSpacing"),
+        ("PixelSpacing", "0.8", "PixelSpacing"),
+        ("PixelSpacing", "-0.8\\0.6", "PixelSpacing"),
+        ("SliceThickness", "-3", "SliceThickness"),
+        ("ImagePositionPatient", "0\\0\\1e308", "ImagePositionPatient"),
+        ("ImagePositionPatient", "-1e308\\0\\0", "ImagePositionPatient"),
+        ("ImageOrientationPatient", "2\\0\\0\\0\\1\\0", "ImageOrientationPatient"),
+        ("ImageOrientationPatient", "1\\0\\0\\1\\0\\0", "ImageOrientationPatient"),
+        ("BitsStored", 0, "BitsStored"),
+        ("BitsStored", 40, "BitsStored"),
+        ("HighBit", 40, "HighBit"),
+        ("PhotometricInterpretation", "PALETTE COLOR", "PALETTE COLOR"),
+        ("RescaleSlope", "1e39", "RescaleSlope"),
+        ("RescaleSlope", "0", "RescaleSlope"),
+    ],
+)
+def test_hostile_header_values_are_one_line_errors(tmp_path, synthetic, tiny_files, capsys, keyword, value, field):
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    victim = tmp_path / "mrf" / "magnitude" / "IM_t0003_z02.dcm"
+    ds = pydicom.dcmread(victim)
+    setattr(ds, keyword, value)
+    ds.save_as(victim)
+    code, lines = _reconstruct_message(tmp_path / "mrf", tiny_files, tmp_path, capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert victim.name in lines[0] and field in lines[0]
+
+
+def test_signed_phase_and_rescale_are_kept(tmp_path, synthetic):
+    """Phase stored as signed values (-2048..2047, no rescale) reads as the unsigned vendor convention does."""
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    for path in (tmp_path / "mrf" / "phase").glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        signed = ds.pixel_array.astype(np.int16) - 2048
+        ds.PixelRepresentation = 1
+        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+        ds.PixelData = signed.tobytes()
+        ds.save_as(path)
+    _check_same(load_mrf_folder(tmp_path / "mrf"), synthetic)
+
+
+def test_phase_rules():
+    from mrfviewer.io.dicom_read import phase_of_stored
+
+    def record(**kwargs):
+        (r,) = _header_records()
+        for k, v in kwargs.items():
+            setattr(r, k, v)
+        return r
+
+    stored = np.array([0, 1024, 2048, 4095])
+    siemens = phase_of_stored(record(bits_stored=12, signed=False, slope=2.0, intercept=-4096.0), stored)
+    np.testing.assert_allclose(siemens, (stored * 2 - 4096) / 4096 * np.pi)
+    signed = phase_of_stored(record(bits_stored=12, signed=True, slope=1.0, intercept=0.0), np.array([-2048, 0, 1024]))
+    np.testing.assert_allclose(signed, [-np.pi, 0, np.pi / 2])
+    radians = record(
+        bits_stored=12, signed=False, slope=2.0, intercept=-4096.0, value_map=(np.pi / 2048, -np.pi, "rad")
+    )
+    np.testing.assert_allclose(phase_of_stored(radians, stored), stored * np.pi / 2048 - np.pi)
+    degrees = record(bits_stored=16, signed=True, slope=0.01, intercept=0.0, rescale_type="deg")
+    np.testing.assert_allclose(phase_of_stored(degrees, np.array([9000, -18000])), [np.pi / 2, -np.pi])
+
+
+def _header_records():
+    from mrfviewer.io.dicom_read import _read_header
+
+    return _read_header(Path(get_testdata_file("MR_small.dcm")))
+
+
+@pytest.mark.parametrize("syntax", ["RLELossless", "JPEG2000Lossless", "JPEGLSLossless"])
+def test_compressed_series_are_found_and_decoded(tmp_path, synthetic, syntax):
+    """Compressed pixel data are recognised from the header (not the file size) and decoded."""
+    uid = getattr(pydicom.uid, syntax)
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    reference = load_mrf_folder(tmp_path / "mrf")
+    for path in (tmp_path / "mrf").rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        try:
+            ds.compress(uid)
+        except RuntimeError as exc:  # no encoder plugin installed for this syntax
+            pytest.skip(f"cannot encode {uid.name}: {exc}")
+        ds.save_as(path)
+    back = load_mrf_folder(tmp_path / "mrf")
+    np.testing.assert_array_equal(back.data, reference.data)
+
+
+def test_missing_decoder_is_named_in_one_line(tmp_path, synthetic, tiny_files, capsys, monkeypatch):
+    import pydicom.pixels
+
+    write_mrf_dicom(synthetic, tmp_path / "mrf")
+    for path in (tmp_path / "mrf").rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.compress(pydicom.uid.RLELossless)
+        ds.save_as(path)
+
+    class Unavailable:
+        is_available = False
+        missing_dependencies = ["pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-rle>=2.0"]
+
+    monkeypatch.setattr(pydicom.pixels, "get_decoder", lambda uid: Unavailable())
+    code, lines = _reconstruct_message(tmp_path / "mrf", tiny_files, tmp_path, capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert "RLE Lossless" in lines[0] and "pylibjpeg-rle" in lines[0]
+
+
+def _testdata(name):
+    path = get_testdata_file(name, download=False)  # never the network
+    if path is None:
+        pytest.skip(f"{name} is not installed (pydicom-data)")
+    return Path(path)
+
+
+def _as_time_series(source, folder, n, modality=None):
+    """``n`` copies of one image as time points of a series (the real file's pixel data and encoding kept)."""
+    from tests.conftest import make_tiny_sequence
+
+    folder.mkdir(parents=True)
+    for t in range(n):
+        ds = pydicom.dcmread(source)
+        ds.TemporalPositionIdentifier = t + 1
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        if modality:
+            ds.Modality = modality
+        ds.save_as(folder / f"t{t:02d}.dcm")
+    make_tiny_sequence(n_fisp=n - 3, n_flash=1).save(folder / "mrf_sequence.json")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MR_small_jp2klossless.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_bigendian.dcm",
+        "MR_small_implicit.dcm",
+        "MR-SIEMENS-DICOM-WithOverlays.dcm",
+        "MR2_J2KI.dcm",
+        "MR2_J2KR.dcm",
+    ],
+)
+def test_real_mr_files_read_correctly(tmp_path, name):
+    """pydicom's (and pydicom-data's) MR files, compressed or not, as time points of a series: pydicom's values."""
+    from mrfviewer.io.dicom_read import find_mrf_series, plan_series
+
+    source = _testdata(name) if name.startswith("MR2") else Path(get_testdata_file(name))
+    folder = _as_time_series(source, tmp_path / "series", 5)
+    plan = plan_series(find_mrf_series(folder))
+    ds = pydicom.dcmread(source)
+    expected = ds.pixel_array * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
+    data = plan.read()
+    assert data.shape == (5, 1, *expected.shape)
+    np.testing.assert_allclose(data[3, 0], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "modality", "says"),
+    [
+        ("emri_small.dcm", None, "10 frames without per-frame functional groups"),
+        ("emri_small_jpeg_2k_lossless.dcm", None, "10 frames without per-frame functional groups"),
+        ("emri_small_big_endian.dcm", None, "10 frames without per-frame functional groups"),
+        ("SC_rgb_jpeg.dcm", None, "modality OT"),  # pydicom warns on reading it; the header cannot be re-saved
+        ("SC_rgb_small_odd_jpeg.dcm", "MR", "colour image"),
+        ("OBXXXX1A.dcm", "MR", "colour image"),
+        ("JPEG-LL.dcm", None, "modality NM"),
+        ("liver.dcm", None, "modality SEG"),
+        ("MR_truncated.dcm", "MR", "the pixel data of t00.dcm"),
+        ("emri_small_jpeg_2k_lossless_too_short.dcm", None, "frames without per-frame"),
+    ],
+)
+def test_real_files_that_cannot_be_mrf_say_why_in_one_line(tmp_path, tiny_files, capsys, name, modality, says):
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is not installed (pydicom-data)")
+    if modality is None:  # the file as it is (some cannot be re-saved), with a sequence sidecar
+        folder = tmp_path / "series"
+        folder.mkdir()
+        shutil.copy(path, folder / name)
+        shutil.copy(tiny_files[0], folder / "mrf_sequence.json")
+    else:
+        folder = _as_time_series(Path(path), tmp_path / "series", 5, modality)
+    code, lines = _reconstruct_message(folder, tiny_files, tmp_path, capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert says in lines[0] and lines[0].startswith("mrfviewer: error:")

@@ -26,7 +26,9 @@ from the caller; its number of time points must match.
 from __future__ import annotations
 
 import functools
+import logging
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,8 +40,11 @@ import pydicom
 
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
 from mrfviewer.errors import MRFError
+from mrfviewer.io import dicom_checks as checks
 from mrfviewer.sequence import Sequence, load_sequence
 from mrfviewer.series import Geometry, Series
+
+log = logging.getLogger(__name__)
 
 SIDECAR = "mrf_sequence.json"
 #: A series needs at least this many time points to be taken for an MRF series.
@@ -88,6 +93,10 @@ class ImageRecord:
     pixel_offset: int | None = None
     pixel_dtype: str | None = None
     series_uid_generated: bool = False  # the file had no SeriesInstanceUID (see generated_uid)
+    signed: bool = False  # PixelRepresentation 1: stored values are two's complement
+    rescale_type: str = ""
+    value_map: tuple[float, float, str] | None = None  # Real World Value Mapping: slope, intercept, unit
+    problem: str | None = None  # the first header value that cannot be used (see dicom_checks)
 
 
 @dataclass
@@ -136,6 +145,9 @@ class SeriesInfo:
             return False, f"modality {first.modality or 'unknown'}, not MR"
         if not first.has_pixels:
             return False, "no pixel data"
+        bad = next((r for r in self.records if r.problem), None)
+        if bad is not None:
+            return False, f"{_names([bad], 1)}: {bad.problem}"
         n_slices, n_time = self.n_slices, self.n_timepoints
         if n_time < MIN_TIMEPOINTS and not (self.folder / SIDECAR).exists():
             what = "1 image" if self.n_images == 1 else f"{n_time} time point(s) per slice"
@@ -170,14 +182,6 @@ def _float(value: object, default: float | None = None) -> float | None:
     except (TypeError, ValueError):
         return default
     return out if math.isfinite(out) else default
-
-
-def _tuple(value: Any, n: int) -> tuple[float, ...] | None:
-    try:
-        out = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return out if len(out) == n and all(math.isfinite(v) for v in out) else None
 
 
 def _time_value(text: object) -> float | None:
@@ -253,10 +257,58 @@ def generated_uid(kind: str, folder: Path) -> str:
     return str(pydicom.uid.generate_uid(entropy_srcs=[f"mrfviewer {kind}", str(Path(folder).resolve())]))
 
 
+def _first_item(group: Any, sequence: str) -> Any:
+    """The first item of ``sequence`` in a dataset or functional group item, or None."""
+    if group is None or sequence not in group:
+        return None
+    value = group[sequence].value
+    return value[0] if value else None
+
+
+def _value_map(item: Any) -> tuple[float, float, str] | None:
+    """(slope, intercept, unit code) of a linear Real World Value Mapping item, None for a LUT or none."""
+    if item is None or "RealWorldValueSlope" not in item:
+        return None
+    try:
+        slope, intercept = float(item.RealWorldValueSlope), float(item.get("RealWorldValueIntercept", 0.0))
+        units = item.get("MeasurementUnitsCodeSequence")
+        unit = str(units[0].CodeValue) if units else ""
+    except (TypeError, ValueError, AttributeError, IndexError):
+        return None
+    return (slope, intercept, unit) if math.isfinite(slope) and math.isfinite(intercept) and slope else None
+
+
+def _geometry_fields(
+    position: Any, orientation: Any, spacing: Any, thickness: Any, slope: Any, intercept: Any, bits_stored: int
+) -> tuple[dict[str, Any], str | None]:
+    """The checked geometry and rescale fields of one image and its first problem."""
+    checked = {
+        "position": checks.vector("ImagePositionPatient", position, 3, checks.MAX_POSITION_MM),
+        "orientation": checks.orientation(orientation),
+        "spacing": checks.spacing("PixelSpacing", spacing, 2),
+        "thickness": checks.spacing("SliceThickness", thickness, 1),
+        "rescale": checks.rescale(slope, intercept, bits_stored),
+    }
+    fields = {k: v for k, (v, _) in checked.items() if k != "rescale"}
+    fields["slope"], fields["intercept"] = checked["rescale"][0] or (1.0, 0.0)
+    problem = next((p for _, p in checked.values() if p), None)
+    return fields, problem
+
+
 def _records(path: Path, ds: pydicom.Dataset, has_pixels: bool, get: Getter | None = None) -> list[ImageRecord]:
-    """The image records of one file's header; ``get`` reads an element (default :func:`_fast_get`)."""
+    """The image records of one file's header; ``get`` reads an element (default :func:`_fast_get`).
+
+    Values that cannot be used (see :mod:`mrfviewer.io.dicom_checks`) are kept as the
+    record's ``problem``; the series is refused with it when it is assembled.
+    """
     get = get or functools.partial(_fast_get, ds)
     series_uid = str(get("SeriesInstanceUID", "") or "")
+    depth, depth_problem = checks.bits(get("BitsAllocated"), get("BitsStored"), get("HighBit"))
+    bits_stored = depth[1] if depth else 16
+    has_palette = any(k in ds for k in ("RedPaletteColorLookupTableData", "SegmentedRedPaletteColorLookupTableData"))
+    image_problem = depth_problem or checks.photometric(
+        get("PhotometricInterpretation"), get("SamplesPerPixel"), has_palette
+    )
     common: dict[str, Any] = dict(
         path=path,
         patient=str(get("PatientName", "")) or "anonymous",
@@ -271,20 +323,22 @@ def _records(path: Path, ds: pydicom.Dataset, has_pixels: bool, get: Getter | No
         sop_class=str(get("SOPClassUID", "")),
         rows=int(_float(get("Rows"), 0) or 0),
         columns=int(_float(get("Columns"), 0) or 0),
-        bits_stored=int(_float(get("BitsStored"), 16) or 16),
+        bits_stored=bits_stored,
         has_pixels=has_pixels,
         frame_of_reference=str(get("FrameOfReferenceUID", "")),
+        signed=int(_float(get("PixelRepresentation"), 0) or 0) == 1,
     )
     n_frames = int(_float(get("NumberOfFrames"), 1) or 1)
     if "PerFrameFunctionalGroupsSequence" in ds:
-        shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else pydicom.Dataset()
+        shared = _first_item(ds, "SharedFunctionalGroupsSequence")
         out = []
         for i, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
 
             def find(seq: str, attr: str, frame=frame) -> object:
                 for group in (frame, shared):
-                    if seq in group and len(group[seq].value) and attr in group[seq].value[0]:
-                        return group[seq].value[0].get(attr)
+                    item = _first_item(group, seq)
+                    if item is not None and attr in item:
+                        return item.get(attr)
                 return None
 
             component = find("MRImageFrameTypeSequence", "ComplexImageComponent")
@@ -293,17 +347,27 @@ def _records(path: Path, ds: pydicom.Dataset, has_pixels: bool, get: Getter | No
                 if component in ("MAGNITUDE", "PHASE")
                 else _component_from_type(find("MRImageFrameTypeSequence", "FrameType"))
             )
+            fields, problem = _geometry_fields(
+                find("PlanePositionSequence", "ImagePositionPatient"),
+                find("PlaneOrientationSequence", "ImageOrientationPatient"),
+                find("PixelMeasuresSequence", "PixelSpacing"),
+                find("PixelMeasuresSequence", "SliceThickness"),
+                find("PixelValueTransformationSequence", "RescaleSlope"),
+                find("PixelValueTransformationSequence", "RescaleIntercept"),
+                bits_stored,
+            )
+            mapping = _first_item(frame, "RealWorldValueMappingSequence") or _first_item(
+                shared, "RealWorldValueMappingSequence"
+            )
             out.append(
                 ImageRecord(
                     **common,
+                    **fields,
                     frame=i,
                     component=comp,
-                    position=_tuple(find("PlanePositionSequence", "ImagePositionPatient"), 3),
-                    orientation=_tuple(find("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
-                    spacing=_tuple(find("PixelMeasuresSequence", "PixelSpacing"), 2),  # type: ignore[arg-type]
-                    thickness=_float(find("PixelMeasuresSequence", "SliceThickness")),
-                    slope=_float(find("PixelValueTransformationSequence", "RescaleSlope"), 1.0) or 1.0,
-                    intercept=_float(find("PixelValueTransformationSequence", "RescaleIntercept"), 0.0) or 0.0,
+                    rescale_type=str(find("PixelValueTransformationSequence", "RescaleType") or ""),
+                    value_map=_value_map(mapping),
+                    problem=image_problem or problem,
                     keys={
                         "temporal": _float(find("FrameContentSequence", "TemporalPositionIndex")),
                         "instance": float(i),
@@ -311,16 +375,26 @@ def _records(path: Path, ds: pydicom.Dataset, has_pixels: bool, get: Getter | No
                 )
             )
         return out
+    fields, problem = _geometry_fields(
+        get("ImagePositionPatient"),
+        get("ImageOrientationPatient"),
+        get("PixelSpacing"),
+        get("SliceThickness"),
+        get("RescaleSlope"),
+        get("RescaleIntercept"),
+        bits_stored,
+    )
+    if n_frames > 1:
+        # Frames without functional groups have no positions or times of their own.
+        problem = f"{n_frames} frames without per-frame functional groups (their positions and times are unknown)"
     record = ImageRecord(
         **common,
+        **fields,
         frame=None if n_frames == 1 else 0,
         component=_component_from_type(get("ImageType")),
-        position=_tuple(get("ImagePositionPatient"), 3),
-        orientation=_tuple(get("ImageOrientationPatient"), 6),
-        spacing=_tuple(get("PixelSpacing"), 2),  # type: ignore[arg-type]
-        thickness=_float(get("SliceThickness")),
-        slope=_float(get("RescaleSlope"), 1.0) or 1.0,
-        intercept=_float(get("RescaleIntercept"), 0.0) or 0.0,
+        rescale_type=str(get("RescaleType", "") or ""),
+        value_map=_value_map(_first_item(ds, "RealWorldValueMappingSequence")),
+        problem=image_problem or problem,
         keys={
             "temporal": _float(get("TemporalPositionIdentifier")),
             "acquisition": _float(get("AcquisitionNumber")),
@@ -353,6 +427,12 @@ _HEADER_TAGS = (
     "Columns",
     "BitsAllocated",
     "BitsStored",
+    "HighBit",
+    "PhotometricInterpretation",
+    "RedPaletteColorLookupTableData",
+    "SegmentedRedPaletteColorLookupTableData",
+    "RescaleType",
+    "RealWorldValueMappingSequence",
     "SamplesPerPixel",
     "PixelRepresentation",
     "NumberOfFrames",
@@ -410,19 +490,76 @@ def _native_pixels(fp, ds: pydicom.Dataset, get: Getter) -> tuple[int, str] | No
     return offset, f"<{'i' if signed else 'u'}{bits // 8}"
 
 
+#: The pixel data elements (PixelData, FloatPixelData, DoubleFloatPixelData) that stop a header read.
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+
+
+def _pixel_tag_follows(fp, ds: pydicom.Dataset) -> bool:  # noqa: ANN001 - a binary file
+    """Whether a pixel data element follows where pydicom stopped (``stop_before_pixels``), from its tag.
+
+    Compressed pixel data are far smaller than Rows x Columns: the file size tells nothing.
+    """
+    meta = getattr(ds, "file_meta", None)
+    syntax = pydicom.uid.UID(str(_fast_get(meta, "TransferSyntaxUID", "")) if meta is not None else "")
+    if syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
+        return True  # the data set is one deflated stream: the decoder finds out
+    start = fp.tell()
+    tag = fp.read(4)
+    fp.seek(start)
+    if len(tag) < 4:
+        return False
+    if syntax == pydicom.uid.ExplicitVRBigEndian:
+        group, element = int.from_bytes(tag[:2], "big"), int.from_bytes(tag[2:], "big")
+    else:
+        group, element = int.from_bytes(tag[:2], "little"), int.from_bytes(tag[2:], "little")
+    return (group << 16 | element) in _PIXEL_TAGS
+
+
+def decoder_problem(transfer_syntax: str) -> str | None:
+    """Why pixel data in ``transfer_syntax`` cannot be decoded here (naming what to install), or None."""
+    from pydicom.pixels import get_decoder
+
+    syntax = pydicom.uid.UID(transfer_syntax or pydicom.uid.ImplicitVRLittleEndian)
+    if not syntax.is_transfer_syntax:
+        return f"unknown transfer syntax {syntax}: the pixel data cannot be decoded"
+    if not syntax.is_compressed:
+        return None
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        return f"pixel data compressed as {syntax.name}, which pydicom cannot decode"
+    if decoder.is_available:
+        return None
+    plugins = "; or ".join(decoder.missing_dependencies) or "a pydicom decoding plugin"
+    return (
+        f"pixel data compressed as {syntax.name}: no decoder installed (install {plugins}; "
+        "pip install 'mrfviewer[codecs]' brings pylibjpeg)"
+    )
+
+
 def _read_header(path: Path) -> list[ImageRecord]:
     """Header records of one file, read completely now (pydicom parses lazily)."""
-    with open(path, "rb") as fp:
+    with warnings.catch_warnings(record=True) as caught, open(path, "rb") as fp:
+        # pydicom warns about damaged or odd headers (several stderr lines each): what matters
+        # reaches the user as one line with the reason a file or series cannot be used.
+        warnings.simplefilter("always")
         ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS))
         if "Rows" not in ds or "SOPClassUID" not in ds:
             raise _NotAnImage("no image (no Rows or SOPClassUID)")
         get = functools.partial(_fast_get, ds)
-        native = _native_pixels(fp, ds, get)
-    # stop_before_pixels hides whether pixel data follow; the file size tells.
-    has_pixels = native is not None or path.stat().st_size > 128 + int(get("Rows")) * int(get("Columns", 0))
-    records = _records(path, ds, has_pixels, get)
+        has_pixels = _pixel_tag_follows(fp, ds)
+        native = _native_pixels(fp, ds, get) if has_pixels else None
+        records = _records(path, ds, has_pixels, get)
+    for warning in caught:
+        log.debug("%s: pydicom: %s", path, warning.message)
     if not records:
         raise _NotAnImage("no frames")
+    if has_pixels and native is None:
+        meta = getattr(ds, "file_meta", None)
+        problem = decoder_problem(str(_fast_get(meta, "TransferSyntaxUID", "")) if meta is not None else "")
+        if problem:
+            for record in records:
+                record.problem = record.problem or problem
     if native is not None and len(records) == 1 and records[0].frame is None:
         records[0].pixel_offset, records[0].pixel_dtype = native
     return records
@@ -551,6 +688,21 @@ def _order(records: list[ImageRecord], what: str) -> tuple[list[list[ImageRecord
     return ordered, positions, _TIME_KEY_NAMES[key]
 
 
+def _decode(path: Path) -> np.ndarray:
+    """The stored pixel values of a file, decoded by pydicom; its warnings become part of an error, else a log line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return np.asarray(pydicom.dcmread(path).pixel_array)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is a user-facing file problem
+            said = f" (pydicom: {str(caught[0].message).splitlines()[0]})" if caught else ""
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            raise MRFError(f"cannot decode the pixel data of {path.name}: {type(exc).__name__}: {text}{said}") from None
+        finally:
+            for warning in caught:
+                log.debug("%s: pydicom: %s", path, warning.message)
+
+
 def _image_pixels(r: ImageRecord, cache: dict[Path, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     """Stored pixel values of one image (native data read directly, anything else by pydicom)."""
     try:
@@ -561,12 +713,12 @@ def _image_pixels(r: ImageRecord, cache: dict[Path, np.ndarray], shape: tuple[in
                 raise MRFError(f"{r.path.name}: pixel data end early ({pixels.size} of {count} values)")
             pixels = pixels.reshape(r.rows, r.columns)
         elif r.frame is None:
-            pixels = pydicom.dcmread(r.path).pixel_array
+            pixels = _decode(r.path)
         else:
             # Multi-frame files are decoded whole, once (frames of one file are adjacent here).
             if r.path not in cache:
                 cache.clear()
-                cache[r.path] = pydicom.dcmread(r.path).pixel_array
+                cache[r.path] = _decode(r.path)
             pixels = cache[r.path][r.frame]
     except MRFError:
         raise
@@ -590,23 +742,55 @@ def _read_pixels(records: list[list[ImageRecord]], shape: tuple[int, ...]) -> np
     return out
 
 
-def _phase_factors(records: list[list[ImageRecord]], magnitude: np.ndarray) -> np.ndarray:
-    """Complex64 magnitude x exp(i phase): phase stored values map from [0, 2^BitsStored) to [-pi, pi).
+#: Angle units of a Real World Value Mapping (UCUM) or a RescaleType, in radians.
+_ANGLE_UNITS = {"rad": 1.0, "mrad": 1e-3, "deg": np.pi / 180, "radians": 1.0, "degrees": np.pi / 180}
 
-    cos and sin come from a table per stored value (integers), not from trig on every pixel.
+
+def phase_of_stored(r: ImageRecord, stored: np.ndarray) -> np.ndarray:
+    """Phase in radians of stored values of a phase image, by the first rule that applies.
+
+    1. A Real World Value Mapping in an angle unit (rad, mrad, deg): its slope and intercept.
+    2. A RescaleType naming an angle unit: the rescaled values in that unit.
+    3. Otherwise the rescaled values of the whole stored range (signed or unsigned, from
+       PixelRepresentation and BitsStored) span one turn, from -pi: Siemens' 0..4095 with
+       slope 2 and intercept -4096 is value / 4096 x pi; signed -2048..2047 is value / 2048 x pi.
+    """
+    values = stored.astype(np.float64)
+    if r.value_map is not None and r.value_map[2].lower() in _ANGLE_UNITS:
+        slope, intercept, unit = r.value_map
+        return (values * slope + intercept) * _ANGLE_UNITS[unit.lower()]
+    rescaled = values * r.slope + r.intercept
+    if r.rescale_type.strip().lower() in _ANGLE_UNITS:
+        return rescaled * _ANGLE_UNITS[r.rescale_type.strip().lower()]
+    lowest = -(2 ** (r.bits_stored - 1)) if r.signed else 0
+    ends = np.array([lowest, lowest + 2**r.bits_stored - 1], dtype=np.float64) * r.slope + r.intercept
+    span = 2**r.bits_stored * abs(r.slope)
+    return -np.pi + 2 * np.pi * (rescaled - ends.min()) / span
+
+
+def _phase_factors(records: list[list[ImageRecord]], magnitude: np.ndarray) -> np.ndarray:
+    """Complex64 magnitude x exp(i phase), the phase from the stored values by :func:`phase_of_stored`.
+
+    cos and sin come from a table over the stored range (up to 16 bits), not from trig on every pixel.
     """
     out = np.empty(magnitude.shape, dtype=np.complex64)
     cache: dict[Path, np.ndarray] = {}
-    tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    tables: dict[tuple, tuple[int, np.ndarray, np.ndarray]] = {}
     for z, column in enumerate(records):
         for t, r in enumerate(column):
             pixels = _image_pixels(r, cache, magnitude.shape[2:])
-            if r.bits_stored not in tables:
-                half = 2 ** (max(1, min(r.bits_stored, 16)) - 1)
-                angle = (np.arange(2 * half, dtype=np.float64) - half) * (np.pi / half)
-                tables[r.bits_stored] = (np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32))
-            cos_t, sin_t = tables[r.bits_stored]
-            index = pixels.astype(np.intp, copy=False)
+            if r.bits_stored > 16:
+                angle = phase_of_stored(r, pixels)
+                np.multiply(magnitude[t, z], np.cos(angle), out=out.real[t, z], casting="unsafe")
+                np.multiply(magnitude[t, z], np.sin(angle), out=out.imag[t, z], casting="unsafe")
+                continue
+            key = (r.bits_stored, r.signed, r.slope, r.intercept, r.rescale_type, r.value_map)
+            if key not in tables:
+                lowest = -(2 ** (r.bits_stored - 1)) if r.signed else 0
+                angle = phase_of_stored(r, np.arange(lowest, lowest + 2**r.bits_stored))
+                tables[key] = (lowest, np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32))
+            lowest, cos_t, sin_t = tables[key]
+            index = pixels.astype(np.intp) - lowest
             np.multiply(magnitude[t, z], np.take(cos_t, index, mode="clip"), out=out.real[t, z])
             np.multiply(magnitude[t, z], np.take(sin_t, index, mode="clip"), out=out.imag[t, z])
     return out
@@ -662,6 +846,9 @@ def plan_series(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Di
     what = f"series '{infos[0].description or infos[0].uid}'"
     if not records[0].has_pixels:
         raise MRFError(f"{what}: the images have no pixel data ({_names(records)})")
+    bad = next((r for r in records if r.problem), None)
+    if bad is not None:
+        raise MRFError(f"{what}: {_names([bad], 1)}: {bad.problem}")
     magnitude = [r for r in records if r.component in (None, "M")]
     phase = [r for r in records if r.component == "P"]
     if not magnitude:
