@@ -2,6 +2,7 @@
 
 import csv
 
+import guitools
 import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui
@@ -82,30 +83,41 @@ def test_clicking_a_pixel_plots_its_fingerprint(qtbot, window, series_file):
     assert not window.fingerprint.legend.isVisible()
 
 
-def test_rectangle_roi_statistics_match_numpy_and_export(qtbot, window, series_file, tmp_path):
+def test_rectangle_roi_drawn_by_drag_matches_numpy_and_exports(qtbot, window, series_file, tmp_path):
     path, _ = series_file
     _open(qtbot, window, path)
     _reconstruct(qtbot, window)
     window.roi_panel.labels_box.setChecked(False)
-    window.roi_panel.add_roi("rectangle", pos=(6, 8), size=(5, 4))
+    window.roi_panel.tools["rectangle"].click()
+    view = window.map_view
+    panel = view.panel("T2")  # any panel: here the second
+    graphics = view.graphics.viewport()
+    guitools.drag(graphics, guitools.view_point(view, panel, 6.0, 8.0), guitools.view_point(view, panel, 11.0, 12.0))
+    assert len(window.session.rois) == 1 and view.draw_kind is None  # one shape per choice of the tool
+    name = next(iter(window.session.rois))
     t1 = window.maps["dm"].values["T1"][0]
-    expected = t1[8:12, 6:11]
+    expected = t1[8:12, 6:11]  # pixel centres inside the dragged rectangle
+    inside = np.zeros(t1.shape, dtype=bool)
+    inside[8:12, 6:11] = True
+    np.testing.assert_array_equal(window.session.rois[name].mask, inside)
     row = next(r.stats for r in window.roi_panel.rows if r.stats.map == "T1")
     assert row.n_voxels == np.isfinite(expected).sum() == 20
     assert row.mean == pytest.approx(np.nanmean(expected), rel=1e-6)
     assert row.sd == pytest.approx(np.nanstd(expected, ddof=1), rel=1e-6)
-    assert window.roi_panel.table.rowCount() == len(window.roi_panel.rows)
+    assert window.roi_panel.model.rowCount() == 1  # one row per ROI, a column per map
+    assert all(name in p.rois for p in view._panels)  # drawn on every panel
     out = window.export_roi_csv(tmp_path / "rois.csv")
     rows = list(csv.DictReader(out.open()))
     t1_row = next(r for r in rows if r["map"] == "T1")
     assert float(t1_row["mean"]) == pytest.approx(np.nanmean(expected), rel=1e-5)
-    assert t1_row["method"] == "dm" and t1_row["slice"] == "1"
+    assert t1_row["method"] == "dm" and t1_row["slice"] == "1" and t1_row["n_clipped"] == "0"
 
 
 def test_label_map_statistics_appear(qtbot, window, series_file):
     path, _ = series_file
     _open(qtbot, window, path)
-    _reconstruct(qtbot, window)
+    with qtbot.waitSignal(window.statistics_ready, timeout=60000):  # computed in the background
+        _reconstruct(qtbot, window)
     labels = {r.stats.label for r in window.roi_panel.rows}
     assert "medial femoral cartilage" in labels and "muscle" in labels
 
@@ -258,23 +270,24 @@ def test_nist_template_fit_gives_reference_and_error(qtbot, window, tmp_path, ti
     _reconstruct(qtbot, window)
     window.roi_panel.labels_box.setChecked(False)
     with qtbot.waitSignal(window.runner.finished, timeout=120000):
-        window.fit_template()  # a background job: the window stays responsive
-    assert window.roi_panel.template_roi is not None
+        window.roi_panel.fit_button.click()  # a background job: the window stays responsive
+    assert window.session.template is not None
+    assert all(p.template is not None for p in window.map_view._panels)  # the template on every map
     rows = {(r.stats.label, r.stats.map): r.stats for r in window.roi_panel.rows}
     # Spheres 4-13 lie inside the tiny test grid's T2 range (8-200 ms): matched to within 10 %.
     for i in range(4, 14):
         assert rows[(f"template sphere {i}", "T2")].mean == pytest.approx(NIST_T2_ARRAY["T2"][i - 1], rel=0.1)
-    table = window.roi_panel.table
-    columns = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
-    assert columns[-2:] == ["reference", "error %"] and columns[2] == "method"
-    row = next(
-        r
-        for r in range(table.rowCount())
-        if table.item(r, 0).text() == "template sphere 6" and table.item(r, 1).text() == "T2"
-    )
-    assert table.item(row, 2).text() == "DM"
-    assert float(table.item(row, 9).text()) == pytest.approx(96.89, rel=1e-3)
-    assert abs(float(table.item(row, 10).text())) < 10
+    model = window.roi_panel.model
+    headers = [model.headerData(c, QtCore.Qt.Orientation.Horizontal) for c in range(model.columnCount())]
+    assert headers[:3] == ["ROI", "scope", "T1 (ms)"] and "T2 reference" in headers and "T2 error %" in headers
+    row = model.row_of("template sphere 6")
+    assert model.rowCount() == 14  # one row per sphere
+    reference = float(model.data(model.index(row, headers.index("T2 reference"))))
+    assert reference == pytest.approx(96.89, rel=1e-3)
+    error = float(model.data(model.index(row, headers.index("T2 error %"))))
+    assert abs(error) < 10
+    stats = rows[("template sphere 6", "T2")]
+    assert model.data(model.index(row, headers.index("T2 (ms)"))).startswith(f"{stats.mean:.4g} \u00b1")
 
 
 def test_dicom_folder_fills_the_browser(qtbot, window, tmp_path, tiny_sequence):
@@ -285,9 +298,12 @@ def test_dicom_folder_fills_the_browser(qtbot, window, tmp_path, tiny_sequence):
     _open(qtbot, window, tmp_path / "dicom")
     patient = window.browser.topLevelItem(0)
     assert patient.text(0).startswith("MRFVIEWER^SYNTHETIC")
-    series_items = [patient.child(0).child(i) for i in range(patient.child(0).childCount())]
-    assert {item.text(0) for item in series_items} == {"MRF test (magnitude)", "MRF test (phase)"}
-    assert all(item.text(1) == "100" and item.text(2) == "1" and item.text(4) == "yes" for item in series_items)
+    study = patient.child(0)
+    assert study.childCount() == 1  # magnitude and phase: one item showing both
+    item = study.child(0)
+    assert item.text(0) == "MRF test (magnitude)" and item.text(1) == "magnitude + phase"
+    assert item.text(2) == "100" and item.text(3) == "1" and item.font(0).bold()  # the open series in bold
+    assert "series UID" in item.toolTip(0) and window.browser.textElideMode() == QtCore.Qt.TextElideMode.ElideMiddle
 
 
 def test_open_demo_shows_progress_and_can_be_cancelled(qtbot, window, monkeypatch):
@@ -303,6 +319,7 @@ def test_open_demo_shows_progress_and_can_be_cancelled(qtbot, window, monkeypatc
         return {}
 
     monkeypatch.setattr(demo, "ensure_demo_data", slow_demo)
+    monkeypatch.setattr(demo, "demo_ready", lambda: False)
     with qtbot.waitSignal(window.runner.cancelled, timeout=30000):
         window.open_demo()
         assert window.demo_dialog is not None
@@ -355,11 +372,13 @@ def test_knee_labels_show_ground_truth_references(qtbot, window, series_file):
     path, series = series_file
     _open(qtbot, window, path)
     _reconstruct(qtbot, window)
-    panel = window.roi_panel
-    row = next(i for i, r in enumerate(panel.rows) if r.stats.label == "muscle" and r.stats.map == "T2")
+    qtbot.waitUntil(lambda: not window.session.label_statistics_pending(), timeout=60000)
+    model = window.roi_panel.model
+    headers = [model.headerData(c, QtCore.Qt.Orientation.Horizontal) for c in range(model.columnCount())]
+    row = next(i for i, line in enumerate(model.lines) if line.name == "muscle")
     truth = float(np.mean(series.truth["T2"][series.labels == 5]))
-    assert float(panel.table.item(row, 9).text()) == pytest.approx(truth, rel=1e-3)
-    assert abs(float(panel.table.item(row, 10).text())) < 10  # error in percent
+    assert float(model.data(model.index(row, headers.index("T2 reference")))) == pytest.approx(truth, rel=1e-3)
+    assert abs(float(model.data(model.index(row, headers.index("T2 error %"))))) < 10  # error in percent
 
 
 def test_dm_vs_nn_report_for_the_open_series(qtbot, window, series_file, tmp_path, tiny_model_dir):
@@ -395,10 +414,12 @@ def test_switching_methods_shows_each_stored_result_and_exports_the_shown_one(
         window.method.setCurrentText(method)  # no job: the stored result is shown at once
         assert not window.runner.busy and marker in window.map_view.names
         assert window.map_view._layers["T1"][0] is window.maps[method.lower()].values["T1"]
+        qtbot.waitUntil(lambda: not window.session.label_statistics_pending(), timeout=60000)
         rows = window.roi_panel.rows
         assert rows and {r.method for r in rows} == {method.lower()}
-        table = window.roi_panel.table
-        assert {table.item(i, 2).text() for i in range(table.rowCount())} == {method}
+        muscle = next(line for line in window.roi_panel.model.lines if line.name == "muscle")
+        t1 = window.maps[method.lower()].values["T1"][window.session.labels.values == 5]
+        assert muscle.cells["T1"].stats.mean == pytest.approx(np.nanmean(t1), rel=1e-6)
     assert runs == []
     # NN is shown: the exports write NN, and say so in file names and sidecars.
     folder = window.session.default_export_folder(tmp_path)
@@ -430,10 +451,13 @@ def test_opening_a_one_slice_series_while_on_slice_two(qtbot, window, series_fil
     _open(qtbot, window, one)
     assert window.session.slice == 0 and window.map_view.current_slice() == 0
     assert window.maps == {} and window.map_view.names == ["raw"] and window.session.pixel is None
-    assert window.windowTitle() == "mrfviewer - one.h5" and window.browser.topLevelItem(0).text(0) == "one.h5"
+    assert window.windowTitle().startswith("mrfviewer - one.h5")
+    assert window.browser.topLevelItem(0).child(0).child(0).text(1) == "complex (HDF5)"
     assert window.session.labels.values.shape == (1, 20, 20)  # the new series' own labels
     overlay = window.map_view._panels[0].overlay.image
     assert overlay is not None and overlay.shape[:2] == (20, 20)
-    assert window.roi_panel.table.rowCount() == 0
-    _reconstruct(qtbot, window)
+    # Before a reconstruction: the raw images' statistics of the new series' labels.
+    assert {line.cells["signal"].method for line in window.roi_panel.model.lines} == {"raw"}
+    with qtbot.waitSignal(window.statistics_ready, timeout=60000):
+        _reconstruct(qtbot, window)
     assert {r.stats.label for r in window.roi_panel.rows} >= {"sphere 1", "sphere 14"}

@@ -12,7 +12,6 @@ from mrfviewer.errors import MRFError
 from mrfviewer.gui.main_window import MainWindow
 from mrfviewer.resources import assets_dir
 
-
 #: Qt notices that say nothing to a user (the offscreen platform of --screenshot prints this per window).
 _QUIET = ("This plugin does not support propagateSizeHints()",)
 

@@ -1,15 +1,27 @@
-"""Fingerprint plot: a voxel's measured signal against the matched atom and the NN fingerprint."""
+"""Fingerprint plot: a voxel's measured signal against the matched DM atom and the NN fingerprint.
+
+The three are told apart by colour and by line style (measured: points; DM: solid; NN:
+dashed), in Okabe and Ito's colour-blind safe palette, so that curves that coincide when
+the fit is good stay distinguishable. A residual subplot shows measured minus model. The
+legend sits above the plot, on its own background, never over the curves.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt
 
 MODES = ("magnitude", "phase", "real / imaginary")
 SOLID, DASH, DOT = Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine
-_COLORS = {"measured": (220, 220, 220), "DM atom": (255, 140, 0), "NN": (80, 180, 255)}
+#: Colour and line style of each curve (Okabe-Ito: orange and sky blue; the measurement in light grey points).
+STYLES = {
+    "measured": ("#DDDDDD", None),
+    "DM atom": ("#E69F00", SOLID),
+    "NN": ("#56B4E9", DASH),
+}
+_OTHER = ("#CC79A7", DOT)
 
 
 def scaled_to(measured: np.ndarray, curve: np.ndarray) -> np.ndarray:
@@ -24,8 +36,66 @@ def relative_residual(measured: np.ndarray, model: np.ndarray) -> float:
     return float(np.linalg.norm(measured - model) / norm) if norm > 0 else float("nan")
 
 
+class _Swatch(QtWidgets.QLabel):
+    """A small picture of a curve's style for the legend."""
+
+    def __init__(self, colour: str, style: Qt.PenStyle | None, faded: bool = False):
+        super().__init__()
+        pixmap = QtGui.QPixmap(30, 12)
+        pixmap.fill(QtGui.QColor(0, 0, 0, 0))
+        painter = QtGui.QPainter(pixmap)
+        painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
+        color = QtGui.QColor(colour)
+        if faded:
+            color.setAlpha(130)
+        if style is None:  # points
+            painter.setPen(QtCore.Qt.PenStyle.NoPen)
+            painter.setBrush(color)
+            for x in (5, 15, 25):
+                painter.drawEllipse(QtCore.QPointF(x, 6), 2.2, 2.2)
+        else:
+            pen = QtGui.QPen(color, 2.0, style)
+            painter.setPen(pen)
+            painter.drawLine(1, 6, 29, 6)
+        painter.end()
+        self.setPixmap(pixmap)
+
+
+class LegendBar(QtWidgets.QFrame):
+    """The legend: one swatch and text per curve, in a row above the plot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setStyleSheet("LegendBar { background: #303030; border-radius: 3px; } QLabel { color: #E0E0E0; }")
+        self._layout = QtWidgets.QHBoxLayout(self)
+        self._layout.setContentsMargins(6, 2, 6, 2)
+        self._layout.setSpacing(4)
+        self._layout.addStretch(1)
+        self.entries: dict[str, QtWidgets.QLabel] = {}
+        self._widgets: list[QtWidgets.QWidget] = []
+
+    def set_entries(self, entries: list[tuple[str, str, Qt.PenStyle | None, bool, str]]) -> None:
+        """(key, colour, style, faded, text) per curve; the texts of the same keys are relabelled in place."""
+        if [e[0] for e in entries] == list(self.entries):
+            for key, *_, text in entries:
+                if self.entries[key].text() != text:
+                    self.entries[key].setText(text)
+            return
+        for widget in self._widgets:
+            self._layout.removeWidget(widget)
+            widget.deleteLater()
+        self._widgets, self.entries = [], {}
+        for key, colour, style, faded, text in entries:
+            swatch, label = _Swatch(colour, style, faded), QtWidgets.QLabel(text)
+            for widget in (swatch, label):
+                self._layout.insertWidget(self._layout.count() - 1, widget)
+                self._widgets.append(widget)
+            self._layout.insertSpacing(self._layout.count() - 1, 10)
+            self.entries[key] = label
+
+
 class FingerprintPlot(QtWidgets.QWidget):
-    """Plot of the clicked voxel's fingerprint and the model curves."""
+    """Plot of the clicked voxel's fingerprint, the model curves and their residuals."""
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -33,29 +103,44 @@ class FingerprintPlot(QtWidgets.QWidget):
         self.mode.addItems(MODES)
         self.info = QtWidgets.QLabel("Click a pixel to plot its fingerprint.")
         self.info.setWordWrap(True)
-        self.plot = pg.PlotWidget()
-        self.plot.setBackground("#202020")
-        self.plot.setLabel("bottom", "time point")
-        self.plot.setLabel("left", "signal (a.u.)")
-        # A fixed axis width: tick labels of each new voxel's range would otherwise resize the
-        # view box and repaint the whole plot on a click.
-        self.plot.getAxis("left").setWidth(56)
-        self.plot.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" made the label too long to show
-        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.legend = LegendBar()
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground("#202020")
+        self.plot = self.graphics.addPlot(row=0, col=0)
+        self.residual_plot = self.graphics.addPlot(row=1, col=0)
+        self.graphics.ci.layout.setRowStretchFactor(0, 3)
+        self.graphics.ci.layout.setRowStretchFactor(1, 1)
+        self.residual_plot.setXLink(self.plot)
+        self.plot.setLabel("left", "signal")
+        self.residual_plot.setLabel("left", "resid.")
+        self.residual_plot.setLabel("bottom", "time point")
+        self.plot.getAxis("bottom").setStyle(showValues=False)
+        for plot in (self.plot, self.residual_plot):
+            # A fixed axis width: tick labels of each new voxel's range would otherwise resize the
+            # view box and repaint the whole plot on a click.
+            plot.getAxis("left").setWidth(56)
+            plot.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" made the label too long to show
+            plot.setMenuEnabled(False)
+        self.residual_plot.addItem(pg.InfiniteLine(pos=0, angle=0, pen=pg.mkPen((150, 150, 150), width=1)))
         top = QtWidgets.QHBoxLayout()
         top.addWidget(QtWidgets.QLabel("show"))
         top.addWidget(self.mode)
         top.addWidget(self.info, 1)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(2)
         layout.addLayout(top)
-        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.legend)
+        layout.addWidget(self.graphics, 1)
         self.mode.currentTextChanged.connect(lambda _: self._draw())
         self._measured: np.ndarray | None = None
-        self._curves: dict[str, tuple[np.ndarray, str]] = {}
-        self._marker_lines: list[pg.InfiniteLine] = []
+        self._title = ""
+        self._curves: dict[str, tuple[np.ndarray, str, float]] = {}  # name -> (fitted curve, values, residual)
+        self._marker_lines: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
         self.items: dict[str, pg.PlotDataItem] = {}
-        self._legend_text: dict[str, str] = {}  # legend entries now shown: curve key -> text
+        self.residual_items: dict[str, pg.PlotDataItem] = {}
+        self.legend.setVisible(False)
 
     def set_markers(self, markers: list[tuple[int, str]]) -> None:
         """Preparation blocks as (first time point after the block, label); drawn once.
@@ -63,13 +148,14 @@ class FingerprintPlot(QtWidgets.QWidget):
         Dotted lines, labelled on a top axis: labels on the lines themselves were re-placed
         on every click as the plot re-ranged (a fifth of a click's paint time).
         """
-        for line in self._marker_lines:
-            self.plot.removeItem(line)
+        for plot, line in self._marker_lines:
+            plot.removeItem(line)
         self._marker_lines = []
-        for index, _ in markers:
-            line = pg.InfiniteLine(pos=index, angle=90, pen=pg.mkPen((150, 150, 150), style=DOT))
-            self.plot.addItem(line)
-            self._marker_lines.append(line)
+        for plot in (self.plot, self.residual_plot):
+            for index, _ in markers:
+                line = pg.InfiniteLine(pos=index, angle=90, pen=pg.mkPen((120, 120, 120), style=DOT))
+                plot.addItem(line)
+                self._marker_lines.append((plot, line))
         top = self.plot.getAxis("top")
         top.setTicks([[(index, label) for index, label in markers], []])
         self.plot.showAxis("top", show=bool(markers))
@@ -78,77 +164,117 @@ class FingerprintPlot(QtWidgets.QWidget):
     def set_fingerprint(
         self, measured: np.ndarray, title: str = "", curves: dict[str, tuple[np.ndarray, str]] | None = None
     ) -> None:
-        """The measured signal of a voxel and its model curves (name -> (curve, description)); one redraw."""
+        """The measured signal of a voxel and its model curves (name -> (curve, values text)); one redraw."""
         self._measured = np.asarray(measured)
         self._curves = {}
-        self.info.setText(title)
+        self._title = title
         for name, (curve, description) in (curves or {}).items():
             self._fit_curve(name, curve, description)
         self._draw()
 
     def clear(self) -> None:
         """No voxel chosen (e.g. another series was opened): hide the curves and the legend."""
-        self._measured, self._curves = None, {}
-        self.info.setText("Click a pixel to plot its fingerprint.")
+        self._measured, self._curves, self._title = None, {}, ""
         self._draw()
 
     def add_curve(self, name: str, curve: np.ndarray, description: str) -> None:
-        """A model curve, scaled to the measured signal; the legend shows ``description`` and the residual."""
+        """A model curve, scaled to the measured signal; ``description`` (its values) goes in the caption."""
         if self._measured is None:
             return
         self._fit_curve(name, curve, description)
         self._draw()
 
     def _fit_curve(self, name: str, curve: np.ndarray, description: str) -> None:
+        assert self._measured is not None
         fitted = scaled_to(self._measured, np.asarray(curve, dtype=np.complex128))
-        residual = relative_residual(self._measured, fitted)
-        self._curves[name] = (fitted, f"{name}: {description}; residual {100 * residual:.1f} %")
+        self._curves[name] = (fitted, description, relative_residual(self._measured, fitted))
 
     def curve_data(self, name: str) -> np.ndarray | None:
         """The plotted y-values of a curve (for tests and export)."""
         item = self.items.get(name)
         return None if item is None or not item.isVisible() else item.yData
 
-    def _parts(self, name: str, values: np.ndarray, label: str) -> list[tuple[str, np.ndarray, str, object]]:
+    def residual_data(self, name: str) -> np.ndarray | None:
+        item = self.residual_items.get(name)
+        return None if item is None or not item.isVisible() else item.yData
+
+    def _parts(self, values: np.ndarray) -> list[tuple[str, np.ndarray]]:
         mode = self.mode.currentText()
         if mode == "magnitude":
-            return [(name, np.abs(values), label, SOLID)]
+            return [("", np.abs(values))]
         if mode == "phase":
-            return [(name, np.angle(values), label, SOLID)]
-        return [(name, values.real, f"{label} (real)", SOLID), (f"{name} imag", values.imag, f"{label} (imag)", DASH)]
+            return [("", np.angle(values))]
+        return [("", values.real), (" imag", values.imag)]
+
+    def _residual(self, model: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        assert self._measured is not None
+        mode = self.mode.currentText()
+        if mode == "magnitude":
+            return [("", np.abs(self._measured) - np.abs(model))]
+        if mode == "phase":
+            return [("", np.angle(self._measured * np.conj(model)))]  # wrapped to (-pi, pi]
+        diff = self._measured - model
+        return [("", diff.real), (" imag", diff.imag)]
+
+    def _item(self, store: dict[str, pg.PlotDataItem], plot: pg.PlotItem, key: str) -> pg.PlotDataItem:
+        item = store.get(key)
+        if item is None:
+            item = plot.plot([], [])
+            store[key] = item
+        return item
+
+    @staticmethod
+    def _style(item: pg.PlotDataItem, colour: str, style: Qt.PenStyle | None, faded: bool) -> None:
+        color = QtGui.QColor(colour)
+        if faded:
+            color.setAlpha(130)
+        if style is None:
+            item.setPen(None)
+            item.setSymbol("o")
+            item.setSymbolSize(3)
+            item.setSymbolPen(None)
+            item.setSymbolBrush(color)
+        else:
+            item.setPen(pg.mkPen(color, width=2, style=style))
+            item.setSymbol(None)
 
     def _draw(self) -> None:
         """Update the curves in place (items are reused: a click must redraw fast)."""
         if self._measured is None:
-            for item in self.items.values():
+            for item in [*self.items.values(), *self.residual_items.values()]:
                 item.setVisible(False)
             self.legend.setVisible(False)
+            self.info.setText("Click a pixel to plot its fingerprint.")
             return
-        self.legend.setVisible(True)
-        wanted = [("measured", self._measured, "measured")] + [(n, c, d) for n, (c, d) in self._curves.items()]
-        shown: dict[str, str] = {}
-        for name, values, label in wanted:
-            color = _COLORS.get(name, (200, 200, 0))
-            for key, y, text, style in self._parts(name, values, label):
-                item = self.items.get(key)
-                if item is None:
-                    item = self.plot.plot([], [])
-                    self.items[key] = item
-                item.setPen(pg.mkPen(color, width=1 if name == "measured" else 1.5, style=style))
-                item.setData(np.arange(len(y)), y)
+        x = np.arange(len(self._measured))
+        shown, residuals, entries = set(), set(), []
+        wanted = [("measured", self._measured, "")] + [(n, c, d) for n, (c, d, _) in self._curves.items()]
+        for name, values, _ in wanted:
+            colour, style = STYLES.get(name, _OTHER)
+            for suffix, y in self._parts(values):
+                key, faded = name + suffix, bool(suffix)
+                item = self._item(self.items, self.plot, key)
+                self._style(item, colour, style, faded)
+                item.setData(x, y)
                 item.setVisible(True)
-                shown[key] = text
-        for key, item in self.items.items():
-            if key not in shown:
-                item.setVisible(False)
-        previous = self._legend_text
-        if list(shown) != list(previous):
-            self.legend.clear()
-            for key, text in shown.items():
-                self.legend.addItem(self.items[key], text)
-        else:  # same curves, new residuals: relabel in place (rebuilding the legend costs a click's budget)
-            for key, text in shown.items():
-                if previous[key] != text:
-                    self.legend.getLabel(self.items[key]).setText(text)
-        self._legend_text = shown
-        self.plot.setLabel("left", "phase (rad)" if self.mode.currentText() == "phase" else "signal (a.u.)")
+                shown.add(key)
+                label = name if name == "measured" else f"{name} (residual {100 * self._curves[name][2]:.1f} %)"
+                entries.append((key, colour, style, faded, label + (" imaginary" if suffix else "")))
+            if name == "measured":
+                continue
+            for suffix, y in self._residual(values):
+                key = name + suffix
+                item = self._item(self.residual_items, self.residual_plot, key)
+                self._style(item, colour, style, bool(suffix))
+                item.setData(x, y)
+                item.setVisible(True)
+                residuals.add(key)
+        for store, keep in ((self.items, shown), (self.residual_items, residuals)):
+            for key, item in store.items():
+                if key not in keep:
+                    item.setVisible(False)
+        self.legend.set_entries(entries)
+        self.legend.setVisible(True)
+        values = "; ".join(f"{n}: {d}" for n, (_, d, _) in self._curves.items() if d)
+        self.info.setText(f"{self._title}" + (f" \u2014 {values}" if values else ""))
+        self.plot.setLabel("left", "phase (rad)" if self.mode.currentText() == "phase" else "signal")

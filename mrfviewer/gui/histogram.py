@@ -18,7 +18,7 @@ class WindowHistogram(pg.PlotWidget):
     def __init__(self, parent=None):  # noqa: ANN001 - Qt parent
         super().__init__(parent, background="#202020")
         self.setFixedHeight(56)
-        self.setMinimumWidth(120)
+        self.setMinimumWidth(80)
         self.setMenuEnabled(False)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()

@@ -1,9 +1,10 @@
-"""The main window: browser, map viewer, fingerprint plot, ROI panel, reconstruction controls.
+"""The main window: dataset browser, map views, fingerprint plot, ROI panel, reconstruction controls.
 
 The window collects inputs and shows the :class:`~mrfviewer.session.Session`: widgets
 subscribe to its events and hold no science state. Every computation is a job of the
 session or the pipeline, run by :class:`~mrfviewer.gui.worker.JobRunner` on a worker
-thread; results are handed back to the session on the GUI thread.
+thread (label statistics on a second runner, so that they never wait for a long
+reconstruction); results are handed back to the session on the GUI thread.
 """
 
 from __future__ import annotations
@@ -14,19 +15,32 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from mrfviewer import __version__, pipeline
+from mrfviewer import pipeline
+from mrfviewer.colormaps import array_directions, map_title
 from mrfviewer.errors import MRFError
+from mrfviewer.gui.agreement_plot import AgreementPlot
+from mrfviewer.gui.browser import DatasetBrowser
 from mrfviewer.gui.fingerprint_plot import FingerprintPlot
-from mrfviewer.gui.map_view import MapView
+from mrfviewer.gui.help import RESEARCH_NOTICE, GuideDialog, ShortcutsDialog, about_text
+from mrfviewer.gui.map_view import MapView, PanelSpec
 from mrfviewer.gui.roi_panel import RoiPanel
 from mrfviewer.gui.worker import JobRunner
+from mrfviewer.io.atomic import atomic_write
 from mrfviewer.pipeline import EstimatorChoice, Input, ParameterMaps
-from mrfviewer.session import Session
+from mrfviewer.session import SeriesEntry, Session, SphereTemplate
 
 log = logging.getLogger(__name__)
 MAX_RECENT = 8
 #: The order in which maps are shown (whatever a result holds, all of it).
 MAP_ORDER = ("T1", "T2", "T1rho", "B1", "PD", "match", "uncertainty_T1", "uncertainty_T2", "uncertainty_T1rho")
+#: The layouts of the map area: (key, menu text, shortcut).
+LAYOUTS = (
+    ("grid", "All maps of the method", "Ctrl+1"),
+    ("compare", "DM | NN | NN \u2212 DM (%)", "Ctrl+2"),
+    ("ortho", "Orthogonal views (3D series)", "Ctrl+3"),
+)
+#: How long an informative status message stays (errors stay longer; progress until replaced).
+STATUS_MS, ERROR_MS = 8000, 20000
 
 
 class StartPage(QtWidgets.QWidget):
@@ -37,12 +51,17 @@ class StartPage(QtWidgets.QWidget):
         title = QtWidgets.QLabel("<h2>mrfviewer</h2>Quantitative MR fingerprinting of the knee: T1, T2 and T1rho")
         title.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.open_button = QtWidgets.QPushButton("Open folder...")
-        self.demo_button = QtWidgets.QPushButton("Open demo")
+        self.demo_button = QtWidgets.QPushButton("Open demo (digital knee and NIST phantom)")
         self.recent = QtWidgets.QListWidget()
         self.recent.setMaximumHeight(160)
+        self.recent.setTextElideMode(QtCore.Qt.TextElideMode.ElideMiddle)
         hint = QtWidgets.QLabel("or drop a DICOM folder or an HDF5 series on this window")
         hint.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        notice = QtWidgets.QLabel(f"<small>{RESEARCH_NOTICE}</small>")
+        notice.setWordWrap(True)
+        notice.setStyleSheet("color: #888;")
         box = QtWidgets.QVBoxLayout()
+        box.addStretch(1)
         box.addWidget(title)
         box.addSpacing(12)
         box.addWidget(self.open_button)
@@ -50,6 +69,9 @@ class StartPage(QtWidgets.QWidget):
         box.addWidget(QtWidgets.QLabel("Recent folders"))
         box.addWidget(self.recent)
         box.addWidget(hint)
+        box.addSpacing(12)
+        box.addWidget(notice)
+        box.addStretch(1)
         outer = QtWidgets.QHBoxLayout(self)
         outer.addStretch(1)
         outer.addLayout(box, 2)
@@ -66,6 +88,7 @@ class MainWindow(QtWidgets.QMainWindow):
     reconstructed = QtCore.Signal(str)
     job_failed = QtCore.Signal(str)
     nn_curve_added = QtCore.Signal()
+    statistics_ready = QtCore.Signal()
     _nn_curve_ready = QtCore.Signal(object, object, str)
 
     def __init__(self, settings: QtCore.QSettings | None = None, session: Session | None = None):
@@ -75,51 +98,43 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings = settings or QtCore.QSettings("mrfviewer", "mrfviewer")
         self.session = session or Session()
         self.runner = JobRunner(self)
+        self.stats_runner = JobRunner(self)  # label statistics: never queued behind a reconstruction
         self.path: Path | None = None
-        self._pending: tuple[str, Path] | None = None
+        self._pending: dict[str, object] = {}
         self.demo_dialog: QtWidgets.QProgressDialog | None = None
 
         self.map_view = MapView()
+        self.agreement = AgreementPlot()
+        self.center = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.center.addWidget(self.map_view)
+        self.center.addWidget(self.agreement)
+        self.center.setStretchFactor(0, 3)
+        self.center.setStretchFactor(1, 1)
+        self.agreement.setMinimumHeight(150)
+        self.agreement.setVisible(False)
         self.start_page = StartPage(self)
         self.stack = QtWidgets.QStackedWidget()
         self.stack.addWidget(self.start_page)
-        self.stack.addWidget(self.map_view)
+        self.stack.addWidget(self.center)
         self.setCentralWidget(self.stack)
         self.fingerprint = FingerprintPlot()
         self.roi_panel = RoiPanel(self.session)
-        self.browser = QtWidgets.QTreeWidget()
-        self.browser.setHeaderLabels(["series", "time points", "slices", "MiB", "MRF?"])
-        docks = [
-            self._add_dock("Dataset", self.browser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea),
+        self.browser = DatasetBrowser(self.session)
+        self.docks = [
+            self._add_dock("Dataset", self.browser, QtCore.Qt.DockWidgetArea.RightDockWidgetArea),
             self._add_dock("ROIs", self.roi_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea),
             self._add_dock("Fingerprint", self.fingerprint, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea),
         ]
-        self.browser.setColumnWidth(0, 150)
+        # The browser shares the right-hand column with the ROIs, as a tab: both get its width
+        # (a narrow left column truncated the series names), the maps the rest.
+        self.tabifyDockWidget(self.docks[0], self.docks[1])
         self._build_toolbar()
         self._build_menus()
         self.progress = QtWidgets.QProgressBar()
         self.progress.setMaximumWidth(240)
         self.progress.setVisible(False)
         self.statusBar().addPermanentWidget(self.progress)
-        self.runner.started.connect(self._job_started)
-        self.runner.progress.connect(self._job_progress)
-        self.runner.finished.connect(self._job_finished)
-        self.runner.failed.connect(self._job_failed)
-        self.runner.cancelled.connect(self._job_cancelled)
-        self.map_view.pixel_clicked.connect(self.show_pixel)
-        self.map_view.hovered.connect(lambda text: self.statusBar().showMessage(text))
-        self.map_view.slice_slider.valueChanged.connect(self.session.set_slice)
-        self._nn_curve_ready.connect(self._add_nn_curve)
-        self.roi_panel.export_requested.connect(self.export_roi_csv_dialog)
-        self.roi_panel.fit_requested.connect(self.fit_template)
-        self.roi_panel.outline_box.toggled.connect(lambda _: self._show_outline())
-        events = self.session.events
-        events.input.connect(self._on_input)
-        events.selection.connect(self._on_selection)
-        events.labels.connect(self._show_outline)
-        events.slice.connect(self.map_view.show_slice)
-        events.pixel.connect(self._on_pixel)
-        events.choices.connect(self._show_choices)
+        self._connect()
         self._refresh_recent()
         geometry = self.settings.value("geometry")
         if geometry is not None:
@@ -131,9 +146,55 @@ class MainWindow(QtWidgets.QMainWindow):
             self.resize(1280, 800)
         if state is None:
             # Maps get most of the window; docks a sensible share of 1280 x 800.
-            self.resizeDocks(docks[:2], [230, 330], QtCore.Qt.Orientation.Horizontal)
-            self.resizeDocks(docks[2:], [230], QtCore.Qt.Orientation.Vertical)
+            self.resizeDocks(self.docks[1:2], [400], QtCore.Qt.Orientation.Horizontal)
+            self.resizeDocks(self.docks[2:], [220], QtCore.Qt.Orientation.Vertical)
         self._update_actions()
+
+    def _connect(self) -> None:
+        for runner, prefix in ((self.runner, ""), (self.stats_runner, "stats")):
+            if prefix:
+                runner.finished.connect(self._stats_finished)
+                runner.failed.connect(lambda kind, message: self._status(f"label statistics failed: {message}"))
+                continue
+            runner.started.connect(self._job_started)
+            runner.progress.connect(self._job_progress)
+            runner.finished.connect(self._job_finished)
+            runner.failed.connect(self._job_failed)
+            runner.cancelled.connect(self._job_cancelled)
+        view = self.map_view
+        view.pixel_clicked.connect(self.show_pixel)
+        view.hovered.connect(lambda text: self.statusBar().showMessage(text, 4000))
+        view.slice_slider.valueChanged.connect(self.session.set_slice)
+        view.time_changed.connect(self.session.set_time_point)
+        view.roi_drawn.connect(self._roi_drawn)
+        view.roi_edited.connect(lambda name, polygon, state: self.session.update_roi(name, polygon, state))
+        view.roi_clicked.connect(self.session.select_roi)
+        view.roi_delete_requested.connect(lambda name: self.session.remove_rois([name]))
+        view.roi_rename_requested.connect(self._rename_roi)
+        view.template_edited.connect(self.session.set_template)
+        view.save_view_requested.connect(self.save_view_dialog)
+        view.draw_finished.connect(lambda: self.roi_panel.choose_tool(None))
+        self.browser.open_requested.connect(self.open_entry)
+        self.browser.message.connect(self._status)
+        self._nn_curve_ready.connect(self._add_nn_curve)
+        panel = self.roi_panel
+        panel.export_requested.connect(self.export_roi_csv_dialog)
+        panel.fit_requested.connect(self.fit_template)
+        panel.template_requested.connect(self.add_template)
+        panel.draw_requested.connect(self._draw_requested)
+        panel.statistics_needed.connect(self._start_label_statistics)
+        panel.message.connect(self._status)
+        panel.outline_box.toggled.connect(lambda _: self._show_outline())
+        events = self.session.events
+        events.input.connect(self._on_input)
+        events.selection.connect(self._on_selection)
+        events.labels.connect(self._show_outline)
+        events.slice.connect(self.map_view.show_slice)
+        events.time.connect(self.map_view.show_time)
+        events.pixel.connect(self._on_pixel)
+        events.choices.connect(self._show_choices)
+        events.rois.connect(self._show_rois)
+        events.roi_selected.connect(lambda _: self._show_rois())
 
     # -- what tests and scripts read --------------------------------------------------------
     @property
@@ -147,6 +208,14 @@ class MainWindow(QtWidgets.QMainWindow):
     @property
     def maps(self) -> dict[str, ParameterMaps]:
         return self.session.results
+
+    @property
+    def layout_mode(self) -> str:
+        return self.layout_box.currentData()
+
+    @property
+    def param(self) -> str:
+        return self.param_box.currentData()
 
     # -- construction ---------------------------------------------------------
     def _add_dock(self, title: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
@@ -168,20 +237,35 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mask_threshold.setSingleStep(0.01)
         self.mask_threshold.setValue(self.session.settings.mask_threshold)
         self.mask_threshold.setToolTip("background mask: fraction of the 99th percentile of the signal norm")
+        self.layout_box = QtWidgets.QComboBox()
+        for key, text, _ in LAYOUTS:
+            self.layout_box.addItem(text, key)
+        self.layout_box.setToolTip("the map area: all maps of the method, DM against NN, or three orthogonal views")
+        self.layout_box.currentIndexChanged.connect(lambda _: self._layout_changed())
+        self.param_box = QtWidgets.QComboBox()
+        for p in ("T1", "T2", "T1rho", "PD"):
+            self.param_box.addItem(map_title(p, "").strip(), p)
+        self.param_box.setToolTip("the map compared (DM | NN) or shown in orthogonal views")
+        self.param_box.currentIndexChanged.connect(lambda _: self._show_view())
         self.sequence_label = QtWidgets.QLabel("sequence: -")
         self.dictionary_label = QtWidgets.QLabel("DM: knee grid (5 %)")
         self.dictionary_label.setToolTip("what dictionary matching uses (File menu: grid or dictionary file)")
         self.model_label = QtWidgets.QLabel("NN: shipped network")
         self.reconstruct_action = QtGui.QAction("Reconstruct", self)
         self.reconstruct_action.setShortcut(QtGui.QKeySequence("Ctrl+R"))
+        self.reconstruct_action.setToolTip("reconstruct the open series with the chosen method (Ctrl+R)")
         self.reconstruct_action.triggered.connect(self.reconstruct)
         self.cancel_action = QtGui.QAction("Cancel", self)
         self.cancel_action.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Escape))
+        self.cancel_action.setToolTip("cancel the running job (Esc)")
         self.cancel_action.triggered.connect(self.runner.cancel)
         for widget in (QtWidgets.QLabel(" method "), self.method, QtWidgets.QLabel(" mask "), self.mask_threshold):
             bar.addWidget(widget)
         bar.addAction(self.reconstruct_action)
         bar.addAction(self.cancel_action)
+        bar.addSeparator()
+        for widget in (QtWidgets.QLabel(" view "), self.layout_box, QtWidgets.QLabel(" map "), self.param_box):
+            bar.addWidget(widget)
         bar.addSeparator()
         bar.addWidget(self.sequence_label)
         bar.addSeparator()
@@ -195,7 +279,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "Open folder...", self.open_folder_dialog, QtGui.QKeySequence.StandardKey.Open
         )
         menu.addAction("Open HDF5 series...", self.open_file_dialog)
-        menu.addAction("Open demo", self.open_demo)
+        menu.addAction("Open demo (knee and NIST phantom)", self.open_demo)
         self.recent_menu = menu.addMenu("Recent")
         menu.addSeparator()
         menu.addAction("Load label map (NIfTI or DICOM SEG)...", self.load_labels_dialog, QtGui.QKeySequence("Ctrl+L"))
@@ -240,52 +324,152 @@ class MainWindow(QtWidgets.QMainWindow):
         export.addAction("Current view as PNG...", self.save_view_dialog, QtGui.QKeySequence("Ctrl+Shift+S"))
         menu.addSeparator()
         menu.addAction("Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+
+        view = self.menuBar().addMenu("&View")
+        self.layout_actions = QtGui.QActionGroup(self)
+        for i, (key, text, keys) in enumerate(LAYOUTS):
+            action = view.addAction(text, lambda i=i: self.layout_box.setCurrentIndex(i), QtGui.QKeySequence(keys))
+            action.setCheckable(True)
+            action.setChecked(i == 0)
+            action.setData(key)
+            self.layout_actions.addAction(action)
+        view.addSeparator()
+        view.addAction("Reset view", self.map_view.reset_view, QtGui.QKeySequence(QtCore.Qt.Key.Key_Home))
+        view.addAction(
+            "Next slice", lambda: self.map_view.step(slices=1), QtGui.QKeySequence(QtCore.Qt.Key.Key_PageDown)
+        )
+        view.addAction(
+            "Previous slice", lambda: self.map_view.step(slices=-1), QtGui.QKeySequence(QtCore.Qt.Key.Key_PageUp)
+        )
+        view.addSeparator()
+        self.clipped_action = view.addAction("Mark voxels clipped at a range bound")
+        self.clipped_action.setCheckable(True)
+        self.clipped_action.setChecked(True)
+        self.clipped_action.setShortcut(QtGui.QKeySequence("Ctrl+K"))
+        self.clipped_action.toggled.connect(self.map_view.set_clipped_visible)
+        self.outline_action = view.addAction("Outline the label map")
+        self.outline_action.setCheckable(True)
+        self.outline_action.setChecked(True)
+        self.outline_action.toggled.connect(self.roi_panel.outline_box.setChecked)
+        self.roi_panel.outline_box.toggled.connect(self.outline_action.setChecked)
+        view.addSeparator()
+        for dock in self.docks:
+            view.addAction(dock.toggleViewAction())
+
+        roi = self.menuBar().addMenu("&ROI")
+        for shape, keys in (("rectangle", "R"), ("ellipse", "E"), ("freehand", "F")):
+            roi.addAction(f"Draw {shape}", lambda s=shape: self.roi_panel.choose_tool(s), QtGui.QKeySequence(keys))
+        roi.addAction("Rename selected ROI...", self.roi_panel.rename_selected, QtGui.QKeySequence("F2"))
+        roi.addAction("Delete selected ROI", self.roi_panel.delete_selected, QtGui.QKeySequence.StandardKey.Delete)
+        roi.addSeparator()
+        roi.addAction("NIST template", self.add_template)
+        roi.addAction("Fit NIST template", self.fit_template, QtGui.QKeySequence("Ctrl+T"))
+
         help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("User guide", self.show_guide, QtGui.QKeySequence.StandardKey.HelpContents)
+        help_menu.addAction("Keyboard shortcuts", self.show_shortcuts, QtGui.QKeySequence("Ctrl+/"))
+        help_menu.addAction("Research use only", self.show_notice)
+        help_menu.addSeparator()
         help_menu.addAction("About mrfviewer", self.about)
+
+    # -- file dialogs (they remember the last folder of each kind) ---------------------------
+    def _folder(self, kind: str) -> str:
+        value = self.settings.value(f"folders/{kind}") or self.settings.value("folders/last") or ""
+        return str(value) if value and Path(str(value)).exists() else ""
+
+    def _remember_folder(self, kind: str, path: str | Path) -> None:
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        self.settings.setValue(f"folders/{kind}", str(folder))
+        self.settings.setValue("folders/last", str(folder))
+
+    def _ask_folder(self, kind: str, title: str) -> Path | None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, title, self._folder(kind))
+        if not folder:
+            return None
+        self._remember_folder(kind, folder)
+        return Path(folder)
+
+    def _ask_file(self, kind: str, title: str, pattern: str, save_as: str | None = None) -> Path | None:
+        start = self._folder(kind)
+        if save_as is not None:
+            start = str(Path(start) / save_as) if start else save_as
+            name, _ = QtWidgets.QFileDialog.getSaveFileName(self, title, start, pattern)
+        else:
+            name, _ = QtWidgets.QFileDialog.getOpenFileName(self, title, start, pattern)
+        if not name:
+            return None
+        self._remember_folder(kind, name)
+        return Path(name)
 
     # -- opening ----------------------------------------------------------------
     def open_folder_dialog(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a DICOM folder")
-        if folder:
-            self.open_path(Path(folder))
+        folder = self._ask_folder("input", "Open a DICOM folder")
+        if folder is not None:
+            self.open_path(folder)
 
     def open_file_dialog(self) -> None:
-        name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open an HDF5 series", "", "HDF5 series (*.h5 *.hdf5)")
-        if name:
-            self.open_path(Path(name))
+        name = self._ask_file("input", "Open an HDF5 series", "HDF5 series (*.h5 *.hdf5)")
+        if name is not None:
+            self.open_path(name)
 
     def open_demo(self) -> None:
-        from mrfviewer.demo import demo_dir, ensure_demo_data
+        """The demo folder (knee and NIST phantom; generated on first use) in the browser; the knee opened."""
+        from mrfviewer.demo import demo_dir, demo_ready, ensure_demo_data
 
         if not self.runner.start("demo", lambda p, c: ensure_demo_data(progress=p, cancel=c)):
             self._busy_message()
             return
-        self._pending = ("demo", demo_dir() / "knee")
-        # First use simulates the demo series (about a minute): say so in a dialog that can cancel.
-        self.demo_dialog = QtWidgets.QProgressDialog(
-            "Preparing the demo data (first use only)...", "Cancel", 0, 100, self
-        )
-        self.demo_dialog.setWindowTitle("mrfviewer demo")
-        self.demo_dialog.setMinimumDuration(500)
-        self.demo_dialog.canceled.connect(self.runner.cancel)
+        self._pending = {"path": demo_dir(), "prefer": "knee"}
+        if not demo_ready():
+            # First use simulates the demo series (about a minute): say so in a dialog that can cancel.
+            self.demo_dialog = QtWidgets.QProgressDialog(
+                "Preparing the demo data (first use only)...", "Cancel", 0, 100, self
+            )
+            self.demo_dialog.setWindowTitle("mrfviewer demo")
+            self.demo_dialog.setMinimumDuration(500)
+            self.demo_dialog.canceled.connect(self.runner.cancel)
 
     def open_path(self, path: Path, series_uid: str | None = None) -> None:
-        """Load a DICOM folder or HDF5 series (with its label map) in the background."""
+        """List the series of a DICOM folder or HDF5 file in the browser, then open one (in the background).
+
+        With ``series_uid`` that series; else the only MRF series, or the first of several
+        (the others are a click away in the browser).
+        """
+        path = Path(path)
         if not path.exists():
             self._error(f"{path} does not exist")
             return
-        job = lambda p, c: pipeline.open_input(path, series_uid=series_uid, in_memory=True, progress=p, cancel=c)  # noqa: E731
+        if not self.runner.start("scan", self.session.browse_job(path)):
+            self._busy_message()
+            return
+        self._pending = {"path": path, "uid": series_uid}
+
+    def open_entry(self, entry: SeriesEntry) -> None:
+        """Open one series of the browsed dataset (a click in the browser)."""
+        try:
+            job = self.session.open_entry_job(entry)
+        except MRFError as exc:
+            self._error(str(exc))
+            return
         if not self.runner.start("load", job):
             self._busy_message()
             return
-        self._pending = ("load", path)
+        self._pending = {"entry": entry}
+
+    @staticmethod
+    def _choose_entry(dataset: pipeline.Dataset, pending: dict[str, object]) -> SeriesEntry | None:
+        uid, prefer = pending.get("uid"), pending.get("prefer")
+        usable = dataset.usable()
+        if uid is not None:
+            return next((e for e in dataset.entries if e.series_uid == uid), None)
+        if prefer is not None:
+            return next((e for e in usable if str(prefer) in e.description.lower()), usable[0] if usable else None)
+        return usable[0] if usable else None
 
     def load_labels_dialog(self) -> None:
-        name, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Load a label map", "", "Label maps (*.nii *.nii.gz *.dcm)"
-        )
-        if name:
-            self.load_labels(Path(name))
+        name = self._ask_file("labels", "Load a label map", "Label maps (*.nii *.nii.gz *.dcm)")
+        if name is not None:
+            self.load_labels(name)
 
     def load_labels(self, path: Path) -> None:
         """Use a label NIfTI or DICOM SEG (placed on the series by geometry) for ROI statistics and outlines."""
@@ -295,12 +479,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self._error(str(exc))
             return
         note = f" ({labels.note})" if labels.note else ""
-        self.statusBar().showMessage(f"label map {path.name}: {len(labels.labels())} labels{note}")
+        self._status(f"label map {path.name}: {len(labels.labels())} labels{note}")
 
     def choose_sequence_dialog(self) -> None:
-        name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Sequence file", "", "Sequence (*.json)")
-        if name:
-            self.use_sequence(Path(name))
+        name = self._ask_file("sequence", "Sequence file", "Sequence (*.json)")
+        if name is not None:
+            self.use_sequence(name)
 
     def use_sequence(self, path: Path) -> None:
         """Attach another sequence to the open series (the number of time points must match)."""
@@ -310,9 +494,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self._error(str(exc))
 
     def choose_model_dialog(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Network folder (model.pt + model.json)")
-        if folder:
-            self.use_model(Path(folder))
+        folder = self._ask_folder("model", "Network folder (model.pt + model.json)")
+        if folder is not None:
+            self.use_model(folder)
 
     def use_model(self, folder: Path) -> None:
         """Use this network for NN reconstructions instead of the shipped one."""
@@ -323,7 +507,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._error(str(exc))
             return
         self.session.set_choice(choice)
-        self.statusBar().showMessage(f"NN reconstructions use the network {folder.name}")
+        self._status(f"NN reconstructions use the network {folder.name}")
 
     def _precision_chosen(self, action: QtGui.QAction) -> None:
         self.settings.setValue("nn_precision", action.data())
@@ -333,9 +517,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session.set_choice(EstimatorChoice("dm"))
 
     def choose_grid_dialog(self) -> None:
-        name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Dictionary grid", "", "Grid (*.json)")
-        if name:
-            self.use_grid(Path(name))
+        name = self._ask_file("grid", "Dictionary grid", "Grid (*.json)")
+        if name is not None:
+            self.use_grid(name)
 
     def use_grid(self, path: Path) -> None:
         """Match DM against a dictionary of this grid (generated and cached on first use)."""
@@ -348,9 +532,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session.set_choice(choice)
 
     def choose_dictionary_dialog(self) -> None:
-        name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Dictionary file", "", "Dictionary (*.h5 *.hdf5)")
-        if name:
-            self.use_dictionary_file(Path(name))
+        name = self._ask_file("dictionary", "Dictionary file", "Dictionary (*.h5 *.hdf5)")
+        if name is not None:
+            self.use_dictionary_file(name)
 
     def use_dictionary_file(self, path: Path) -> None:
         """Match DM against this dictionary file (read by the reconstruction job, checked there)."""
@@ -372,28 +556,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.dictionary_label.setText("DM: knee grid (5 %)")
         self.model_label.setText(f"NN: {nn.model_path().name}" if nn.model is not None else "NN: shipped network")
 
-    def _fill_browser(self, path: Path, scan) -> None:  # noqa: ANN001 - a ScanResult or None (HDF5)
-        self.browser.clear()
-        if scan is None:
-            QtWidgets.QTreeWidgetItem(self.browser, [path.name, "", "HDF5"])
-            return
-        for patient, studies in scan.tree().items():
-            p_item = QtWidgets.QTreeWidgetItem(self.browser, [patient])
-            for study, series_list in studies.items():
-                s_item = QtWidgets.QTreeWidgetItem(p_item, [study])
-                for info in series_list:
-                    ok, reason = info.mrf_check()
-                    cells = [
-                        info.description or info.uid,
-                        str(info.n_timepoints),
-                        str(info.n_slices),
-                        f"{info.size_bytes / 2**20:.1f}",
-                        "yes" if ok else "no",
-                    ]
-                    item = QtWidgets.QTreeWidgetItem(s_item, cells)
-                    item.setToolTip(0, f"{info.uid}\n{reason}\n{info.size_bytes / 2**20:.1f} MiB")
-        self.browser.expandAll()
-
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802 - Qt API
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
@@ -404,7 +566,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_path(Path(urls[0].toLocalFile()))
             event.acceptProposedAction()
 
-    # -- reconstruction -----------------------------------------------------------
+    # -- reconstruction and other jobs ---------------------------------------------------
     def reconstruct(self) -> None:
         """Reconstruct the open series with the chosen method (the other method's result stays)."""
         method = self.method.currentText().lower()
@@ -417,6 +579,15 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.runner.start(f"reconstruct {method}", job):
             self._busy_message()
 
+    def add_template(self) -> None:
+        """Overlay the NIST sphere template, centred (drag, rotate and scale it, or fit it)."""
+        if self.session.input is None:
+            self._error("open a series first")
+            return
+        _, h, w = self.session.input.spatial_shape
+        spacing = float(self.session.input.geometry.pixel_spacing_mm[1]) or 1.0
+        self.session.set_template(SphereTemplate(w / 2, h / 2, 0.0, 1.0 / spacing))
+
     def fit_template(self) -> None:
         """Fit the NIST sphere template to the PD map in the background (seconds)."""
         try:
@@ -426,6 +597,21 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if not self.runner.start("fit template", job):
             self._busy_message()
+
+    def _start_label_statistics(self) -> None:
+        """Label statistics of the stored results in the background (cached per result, labels and scope)."""
+        if not self.session.label_statistics_pending():
+            return
+        if self.stats_runner.busy:
+            return  # when it ends, what is still missing is computed (see _stats_finished)
+        self.stats_runner.start("label statistics", self.session.label_statistics_job())
+
+    def _stats_finished(self, kind: str, result: object) -> None:
+        self.session.add_label_statistics(result)  # type: ignore[arg-type]
+        if self.session.label_statistics_pending():  # the labels or the scope changed meanwhile
+            self._start_label_statistics()
+        else:
+            self.statistics_ready.emit()
 
     # -- job signals --------------------------------------------------------------
     def _job_started(self, kind: str) -> None:
@@ -443,46 +629,81 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"{kind}: {message}{eta}")
 
     def _close_demo_dialog(self) -> None:
-        if self.demo_dialog is not None:
-            self.demo_dialog.canceled.disconnect()
-            self.demo_dialog.close()
-            self.demo_dialog = None
+        dialog, self.demo_dialog = self.demo_dialog, None
+        if dialog is not None:
+            dialog.canceled.disconnect()
+            # reset() stops the dialog's own timer: close() alone let it pop up after the
+            # data were ready (and stay there).
+            dialog.reset()
+            dialog.hide()
+            dialog.deleteLater()
 
     def _job_finished(self, kind: str, result: object) -> None:
         self.progress.setVisible(False)
         self._close_demo_dialog()
         self._update_actions()
-        if kind == "demo" and self._pending is not None:
-            _, path = self._pending
-            self._pending = None
-            self.open_path(path)
-            return
-        if kind == "load":
-            _, self.path = self._pending or ("", None)
-            self._pending = None
+        self.statusBar().clearMessage()
+        pending, self._pending = self._pending, {}
+        if kind == "demo":
+            self._pending = pending
+            self._start_scan(Path(str(pending["path"])))
+        elif kind == "scan":
+            self._scanned(result, pending)  # type: ignore[arg-type]
+        elif kind == "load":
             assert isinstance(result, Input)
-            if self.path is not None:
-                self._fill_browser(self.path, result.scan)
+            entry = pending.get("entry")
+            self.path = Path(entry.path if entry is not None else result.identity.path or ".")  # type: ignore[union-attr]
             self.session.open(result)
-            self._remember(self.path)
+            self.docks[1].raise_()  # the ROI table of the series (the Dataset tab is a click away)
+            self._remember(self.session.dataset.root if self.session.dataset is not None else self.path)
             self.loaded.emit()
         elif kind.startswith("reconstruct"):
             maps, estimator = result  # type: ignore[misc]
             self.session.add_result(maps, estimator)
             model = maps.provenance.model
             precision = f" ({model.precision})" if model is not None else ""
-            self.statusBar().showMessage(f"{maps.method.upper()} reconstruction done{precision}")
+            clipped = self.session.clipped_mask(maps.method)
+            n_clipped = int(clipped.sum()) if clipped is not None else 0
+            note = f"; {n_clipped} voxels clipped at a range bound (hatched)" if n_clipped else ""
+            self._status(f"{maps.method.upper()} reconstruction done{precision}{note}")
             self.reconstructed.emit(maps.method)
         elif kind == "fit template":
-            self.roi_panel.set_template(result)  # type: ignore[arg-type]
-            self.statusBar().showMessage("NIST template fitted to the PD map")
+            self.session.set_template(result)  # type: ignore[arg-type]
+            self._status("NIST template fitted to the PD map")
         elif kind in ("export", "compare"):
-            self.statusBar().showMessage(str(result))
+            self._status(str(result))
+
+    def _start_scan(self, path: Path) -> None:
+        pending = self._pending
+        if not self.runner.start("scan", self.session.browse_job(path)):
+            self._busy_message()
+            return
+        self._pending = pending
+
+    def _scanned(self, dataset: pipeline.Dataset, pending: dict[str, object]) -> None:
+        self.session.set_dataset(dataset)
+        entry = self._choose_entry(dataset, pending)
+        if entry is None:
+            if pending.get("uid") is not None:
+                self._error(f"series {pending['uid']} not found in {dataset.root}")
+            else:
+                reasons = "; ".join(f"'{e.description}': {e.reason}" for e in dataset.entries[:4])
+                self._error(f"no MRF series in {dataset.root}" + (f" ({reasons})" if reasons else ""))
+            self.docks[0].show()
+            self.docks[0].raise_()
+            return
+        n = len(dataset.usable())
+        if n > 1:
+            self._status(
+                f"{n} MRF series in {dataset.root.name}: opening '{entry.description}'; "
+                "click another in the Dataset panel"
+            )
+        self.open_entry(entry)
 
     def _job_failed(self, kind: str, message: str) -> None:
         self.progress.setVisible(False)
         self._close_demo_dialog()
-        self._pending = None
+        self._pending = {}
         self._update_actions()
         log.warning("%s failed: %s", kind, message)
         self._error(f"{kind} failed: {message}")
@@ -491,29 +712,101 @@ class MainWindow(QtWidgets.QMainWindow):
     def _job_cancelled(self, kind: str) -> None:
         self.progress.setVisible(False)
         self._close_demo_dialog()
-        self._pending = None
+        self._pending = {}
         self._update_actions()
-        self.statusBar().showMessage(f"{kind} cancelled; nothing was changed")
+        self._status(f"{kind} cancelled; nothing was changed")
 
     # -- display (session events) -------------------------------------------------------
     def _on_input(self) -> None:
         """A new series: every view starts again from the session (which reset everything)."""
         input = self.session.input
         assert input is not None and input.series is not None
-        self.stack.setCurrentWidget(self.map_view)
-        self.roi_panel.forget()
+        self.stack.setCurrentWidget(self.center)
+        geometry = input.geometry
+        n_slices = input.spatial_shape[0]
+        positions = geometry.slice_positions(n_slices)
+        step = positions[1] - positions[0] if n_slices > 1 else None
+        spacing = float(np.linalg.norm(step)) if step is not None else geometry.slice_thickness_mm
+        self.map_view.set_geometry(
+            array_directions(tuple(geometry.orientation), step), spacing / float(geometry.pixel_spacing_mm[0] or 1.0)
+        )
         self.map_view.select(None)
-        self.map_view.set_raw(np.abs(input.series.data), self.session.slice)
+        self._magnitude = np.abs(input.series.data)
         seq = input.sequence
         self.sequence_label.setText(f"sequence: {seq.name} ({seq.n_timepoints} points)")
         self.fingerprint.set_markers(seq.preparation_markers())
         self.fingerprint.clear()  # the last series' voxel is gone
-        self.setWindowTitle(f"mrfviewer - {self.path.name if self.path else input.name}")
+        title = self.session.entry.description if self.session.entry is not None else input.name
+        where = self.path.name if self.path is not None else ""
+        self.setWindowTitle(f"mrfviewer - {where}" + (f" - {title}" if title and title != where else ""))
+        ortho = self.layout_actions.actions()[2]
+        ortho.setEnabled(n_slices > 1)
         self._on_selection(self.session.method)
 
     def _layers(self, maps: ParameterMaps) -> dict[str, tuple[np.ndarray, str]]:
         names = [n for n in MAP_ORDER if n in maps.values] + [n for n in maps.values if n not in MAP_ORDER]
         return {n: (maps.values[n], maps.unit(n)) for n in names}
+
+    def _specs(self) -> tuple[list[PanelSpec], str]:
+        """What the map area shows now: the panels and the layout (falling back to what the results allow)."""
+        session, layout, p = self.session, self.layout_mode, self.param
+        results = session.results
+        if layout == "compare" and results:
+            specs = []
+            for method in ("dm", "nn"):
+                maps = results.get(method)
+                if maps is not None and p in maps.values:
+                    title = map_title(p, maps.unit(p), method)
+                    clipped, tissue = session.bounded(method).get(p), session.tissue_mask(method)
+                    specs.append(
+                        PanelSpec(f"{p} {method}", p, maps.values[p], maps.unit(p), title, "slice", clipped, tissue)
+                    )
+            diff = session.difference_map(p)
+            if diff is not None:
+                name = f"difference_{p}"
+                tissue = session.tissue_mask("dm")
+                specs.append(PanelSpec(name, name, diff, "%", map_title(name, "%"), tissue=tissue))
+            if specs:
+                return specs, "compare"
+        maps = session.selected
+        if maps is None:
+            return [], "grid"
+        bounded, tissue = session.bounded(), session.tissue_mask()
+        if layout == "ortho" and session.n_slices > 1:
+            name = p if p in maps.values else next(iter(maps.values))
+            title, unit = map_title(name, maps.unit(name), maps.method), maps.unit(name)
+            return [
+                PanelSpec(f"{name} {plane}", name, maps.values[name], unit, title, plane, bounded.get(name), tissue)
+                for plane in ("slice", "row", "column")
+            ], "ortho"
+        return [
+            PanelSpec(n, n, values, unit, map_title(n, unit), "slice", bounded.get(n), tissue)
+            for n, (values, unit) in self._layers(maps).items()
+        ], "grid"
+
+    def _show_view(self) -> None:
+        input = self.session.input
+        if input is None or input.series is None:
+            return
+        specs, layout = self._specs()
+        if specs:
+            self.map_view.set_panels(specs, layout, self.session.slice)
+        elif self.map_view.names != ["raw"]:
+            self.map_view.set_raw(self._magnitude, self.session.slice, self.session.time_point)
+        wanted = self.layout_mode
+        if wanted != layout and wanted != "grid":
+            need = "DM or NN results" if wanted == "compare" else "a result of a series with several slices"
+            self._status(f"{self.layout_box.currentText()}: needs {need}; showing all maps meanwhile")
+        self.agreement.setVisible(layout == "compare")
+        self._show_rois()
+        self._show_outline()
+        self.map_view.select(self.session.pixel)
+
+    def _layout_changed(self) -> None:
+        key = self.layout_mode
+        for action in self.layout_actions.actions():
+            action.setChecked(action.data() == key)
+        self._show_view()
 
     def _on_selection(self, method: str) -> None:
         """Show the stored result of the selected method (none yet: the raw images)."""
@@ -521,24 +814,42 @@ class MainWindow(QtWidgets.QMainWindow):
             self.method.blockSignals(True)
             self.method.setCurrentText(method.upper())
             self.method.blockSignals(False)
-        input, maps = self.session.input, self.session.selected
-        if input is None or input.series is None:
-            return
-        if maps is not None:
-            self.map_view.set_maps(self._layers(maps), self.session.slice)
-        elif self.map_view.names != ["raw"]:
-            self.map_view.set_raw(np.abs(input.series.data), self.session.slice)
-        self.roi_panel.attach(self.map_view.first_view(), self.map_view.first_image())
-        self.roi_panel.refresh()
-        self._show_outline()
-        self.map_view.select(self.session.pixel)
+        self._show_view()
         if self.session.pixel is not None:
-            self._on_pixel(self.session.pixel)
+            self._on_pixel(self.session.pixel)  # the fingerprint of every run, refreshed
+
+    def _show_rois(self) -> None:
+        session = self.session
+        self.map_view.set_rois(list(session.rois.values()), session.selected_roi, session.template)
+        if self.layout_mode == "compare":
+            self.agreement.show_agreement(session.agreement(self.param, wait=False))
 
     def _show_outline(self) -> None:
         labels = self.session.labels
         shown = labels is not None and self.roi_panel.outline_box.isChecked()
         self.map_view.set_overlay(labels.values if shown else None)  # type: ignore[union-attr]
+
+    def _roi_drawn(self, kind: str, polygon: np.ndarray, state: dict) -> None:
+        try:
+            name = self.session.add_roi(kind, polygon, state)
+        except MRFError as exc:
+            self._error(str(exc))
+            return
+        self._status(f"{name} drawn: drag it to move, handles to resize; F2 renames, Delete removes it")
+
+    def _rename_roi(self, name: str) -> None:
+        self.session.select_roi(name)
+        self.roi_panel.rename_selected()
+
+    def _draw_requested(self, shape: str | None) -> None:
+        if shape is not None and self.session.input is None:
+            self.roi_panel.choose_tool(None)
+            self._status("open a series first")
+            return
+        self.map_view.set_draw_mode(shape)
+        if shape is not None:
+            self._status(f"drag on any map to draw a {shape} (Esc: stop)")
+            self.map_view.graphics.setFocus()
 
     def show_pixel(self, z: int, y: int, x: int) -> None:
         """Select the voxel at (slice z, row y, column x): crosshair and fingerprint."""
@@ -558,14 +869,13 @@ class MainWindow(QtWidgets.QMainWindow):
         dm = self.session.results.get("dm")
         atom = self.session.curve("dm", z, y, x)
         if atom is not None and dm is not None:
-            t1, t2, t1rho = (dm.values[p][z, y, x] for p in ("T1", "T2", "T1rho"))
-            curves["DM atom"] = (atom, f"T1 {t1:.0f}, T2 {t2:.1f}, T1rho {t1rho:.1f} ms")
-        self.fingerprint.set_fingerprint(self.session.measured(z, y, x), f"pixel x {x}, y {y}, slice {z + 1}", curves)
+            curves["DM atom"] = (atom, _values_text(dm, z, y, x))
+        title = f"pixel x {x}, y {y}, slice {z + 1}"
+        self.fingerprint.set_fingerprint(self.session.measured(z, y, x), title, curves)
         nn = self.session.results.get("nn")
         if nn is not None and np.isfinite(nn.values["T1"][z, y, x]):
             session = self.session
-            t1, t2, t1rho = (float(nn.values[p][z, y, x]) for p in ("T1", "T2", "T1rho"))
-            text = f"T1 {t1:.0f}, T2 {t2:.1f}, T1rho {t1rho:.1f} ms"
+            text = _values_text(nn, z, y, x)
 
             def simulate() -> None:
                 # About 0.1 s for one tissue: off the GUI thread so the click stays instant.
@@ -586,8 +896,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._error("reconstruct first: there are no maps to export")
             return
         method = self.session.method.upper()
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, f"Export the {method} maps as {kind} into")
-        if folder:
+        folder = self._ask_folder("export", f"Export the {method} maps as {kind} into")
+        if folder is not None:
             self.export_maps(kind, self.session.default_export_folder(folder))
 
     def export_maps(self, kind: str, folder: Path, overwrite: bool = False) -> bool:
@@ -604,9 +914,9 @@ class MainWindow(QtWidgets.QMainWindow):
         return started
 
     def compare_methods_dialog(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Write the DM vs NN report into")
-        if folder:
-            self.compare_methods(Path(folder) / "mrfviewer_dm_vs_nn")
+        folder = self._ask_folder("export", "Write the DM vs NN report into")
+        if folder is not None:
+            self.compare_methods(folder / "mrfviewer_dm_vs_nn")
 
     def compare_methods(self, folder: Path, overwrite: bool = False) -> bool:
         """Reconstruct the open series with DM and NN in the background and write the comparison
@@ -647,39 +957,69 @@ class MainWindow(QtWidgets.QMainWindow):
         return started
 
     def export_roi_csv_dialog(self) -> None:
-        default = f"roi_stats_{self.session.method}.csv"
-        name, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export ROI statistics", default, "CSV (*.csv)")
-        if name:
+        name = self._ask_file("export", "Export ROI statistics", "CSV (*.csv)", f"roi_stats_{self.session.method}.csv")
+        if name is not None:
             try:
-                self.export_roi_csv(Path(name), overwrite=True)
+                # The file dialog asked before replacing an existing file.
+                path = self.export_roi_csv(name, overwrite=True)
             except MRFError as exc:
                 self._error(str(exc))
+                return
+            self._status(f"wrote {path}")
 
     def export_roi_csv(self, path: Path, overwrite: bool = False) -> Path:
-        """The ROI statistics of the shown result (the method and each row's scope in columns)."""
+        """The ROI statistics of the shown result (the method, each row's scope and clipped voxels in columns)."""
         return self.session.write_roi_csv(path, overwrite=overwrite)
 
     def save_view_dialog(self) -> None:
-        name, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save the view", "view.png", "PNG (*.png)")
-        if name:
-            self.grab().save(name)
+        name = self._ask_file("export", "Save the view", "PNG (*.png)", "view.png")
+        if name is not None:
+            try:
+                # The file dialog asked before replacing an existing file.
+                self.save_view(name, overwrite=True)
+            except MRFError as exc:
+                self._error(str(exc))
+                return
+            self._status(f"saved the view to {name}")
 
-    # -- misc ------------------------------------------------------------------------
+    def save_view(self, path: Path, overwrite: bool = False) -> Path:
+        """The map area as shown (with its orientation letters and colour bars), as a PNG written atomically."""
+        image = self.map_view.graphics.grab()
+
+        def write(tmp: Path) -> None:
+            if not image.save(str(tmp), "PNG"):
+                raise MRFError(f"could not write {path}")
+
+        return atomic_write(path, write, overwrite=overwrite)
+
+    # -- help ------------------------------------------------------------------------
+    def show_guide(self) -> None:
+        self.guide = GuideDialog(self)
+        self.guide.show()
+
+    def show_shortcuts(self) -> None:
+        self.shortcuts = ShortcutsDialog(self)
+        self.shortcuts.show()
+
+    def show_notice(self) -> None:
+        QtWidgets.QMessageBox.information(self, "Research use only", RESEARCH_NOTICE)
+
     def about(self) -> None:
         import torch
 
-        QtWidgets.QMessageBox.about(
-            self,
-            "About mrfviewer",
-            f"<b>mrfviewer {__version__}</b><br>Quantitative MRF of the knee (T1, T2, T1rho).<br>"
-            f"Qt {QtCore.qVersion()}, PySide6, torch {torch.__version__}, numpy {np.__version__}",
-        )
+        versions = f"Qt {QtCore.qVersion()}, PySide6, torch {torch.__version__}, numpy {np.__version__}"
+        QtWidgets.QMessageBox.about(self, "About mrfviewer", about_text(versions))
+
+    # -- misc ------------------------------------------------------------------------
+    def _status(self, message: str, timeout: int = STATUS_MS) -> None:
+        """An informative message that goes away by itself (a stale one misleads)."""
+        self.statusBar().showMessage(message, timeout)
 
     def _busy_message(self) -> None:
         self._error(f"busy: {self.runner.kind} is running; wait for it or cancel it (Esc)")
 
     def _error(self, message: str) -> None:
-        self.statusBar().showMessage(message)
+        self.statusBar().showMessage(message, ERROR_MS)
         if QtWidgets.QApplication.platformName() != "offscreen":
             QtWidgets.QMessageBox.warning(self, "mrfviewer", message)
 
@@ -717,8 +1057,15 @@ class MainWindow(QtWidgets.QMainWindow):
                     return
             self.runner.cancel()
             self.runner.wait()
+        self.stats_runner.cancel()
+        self.stats_runner.wait()
         # A fingerprint simulation still running would signal a deleted window (a crash at exit).
         QtCore.QThreadPool.globalInstance().waitForDone(10000)
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("state", self.saveState())
         event.accept()
+
+
+def _values_text(maps: ParameterMaps, z: int, y: int, x: int) -> str:
+    t1, t2, t1rho = (float(maps.values[p][z, y, x]) for p in ("T1", "T2", "T1rho"))
+    return f"T1 {t1:.0f}, T2 {t2:.1f}, T1\u03c1 {t1rho:.1f} ms"
