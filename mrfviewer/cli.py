@@ -137,6 +137,38 @@ def cmd_simulate(args: argparse.Namespace, cancel: CancelToken) -> int:
     return 0
 
 
+def cmd_crb(args: argparse.Namespace, cancel: CancelToken) -> int:
+    """The Cramer-Rao bound of T1, T2, T1rho and B1 for tissues, printed as a table (and CSV with --output)."""
+    from mrfviewer.crb import PARAMS, crb_rows
+
+    sequence = _sequence(args)
+    if not (args.snr > 0 and args.snr < float("inf")):
+        raise MRFError(f"--snr must be a positive number, got {args.snr}")
+    if not (0.05 <= args.b1 <= 5):
+        raise MRFError(f"--b1 must lie in 0.05 to 5, got {args.b1}")
+    if args.tissues == "knee":
+        from mrfviewer.phantoms import KNEE_TISSUES
+
+        tissues = {t.name: (t.t1_ms, t.t2_ms, t.t1rho_ms) for t in KNEE_TISSUES.values()}
+    else:
+        if None in (args.t1, args.t2, args.t1rho):
+            raise MRFError("give --t1, --t2 and --t1rho (ms), or --tissues knee")
+        tissues = {"tissue": (args.t1, args.t2, args.t1rho)}
+    rows = crb_rows(sequence, tissues, args.snr, args.b1)
+    head = f"{'tissue':<28s}" + "".join(f"{p + ' (value, CRB SD, %)':>30s}" for p in PARAMS)
+    lines = [f"Cramer-Rao bound, sequence '{sequence.name}', SNR {args.snr:g}, B1 {args.b1:g}", head]
+    for r in rows:
+        cells = "".join(f"{r[p]:>12.4g} {r[p + '_crb_sd']:>9.3g} {r[p + '_crb_pct']:>6.2f}%" for p in PARAMS)
+        lines.append(f"{r['tissue']:<28s}{cells}")
+    print("\n".join(lines))
+    if args.output:
+        from mrfviewer.io.atomic import atomic_write_text
+        from mrfviewer.reporting import csv_text
+
+        atomic_write_text(args.output, csv_text(rows), overwrite=args.overwrite)
+    return 0
+
+
 def cmd_dictionary(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.dictionary import DictionarySettings, generate_dictionary, save_dictionary
     from mrfviewer.io.atomic import check_writable_target
@@ -250,7 +282,9 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
         print(f"mrfviewer: warning: {warning}", file=sys.stderr)
     formats = pipeline.default_formats(source)
     output = Path(args.output)
-    pipeline.check_output(output, formats, pipeline.planned_outputs(choice), overwrite=args.overwrite, input=source)
+    pipeline.check_output(
+        output, formats, pipeline.planned_outputs(choice), overwrite=args.overwrite, input=source, layout=args.layout
+    )
     if source.labels is not None and source.labels.note:
         _say(args, f"note: {source.labels.note}")
     cost = pipeline.build_estimate(choice, source.sequence, source.signal)
@@ -261,7 +295,14 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
         maps, _ = pipeline.reconstruct_input(source, choice, settings, progress=progress, cancel=cancel)
     elapsed = time.perf_counter() - start
     report = pipeline.export(
-        maps, output, formats, input=source, units=args.units, overwrite=args.overwrite, cancel=cancel
+        maps,
+        output,
+        formats,
+        input=source,
+        units=args.units,
+        overwrite=args.overwrite,
+        cancel=cancel,
+        layout=args.layout,
     )
     n = int(maps.mask.sum())
     _say(args, f"reconstructed {n} voxels in {elapsed:.1f} s; wrote {len(report.files)} files to {output}")
@@ -324,6 +365,7 @@ def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
             settings,
             sequence=sequence,
             units=args.units,
+            layout=args.layout,
             redo=args.redo,
             overwrite=args.overwrite,
             allow_external=args.allow_external,
@@ -557,6 +599,22 @@ def build_parser() -> argparse.ArgumentParser:
     overwrite_arg(p)
     p.set_defaults(func=cmd_simulate)
 
+    p = add(
+        "crb",
+        "Cramer-Rao bound of T1, T2, T1rho and B1 for a tissue and a sequence (the best precision any unbiased "
+        "estimator can reach at that SNR).",
+    )
+    seq_arg(p)
+    p.add_argument("--t1", type=float, metavar="MS", help="T1 in ms")
+    p.add_argument("--t2", type=float, metavar="MS", help="T2 in ms")
+    p.add_argument("--t1rho", type=float, metavar="MS", help="T1rho in ms")
+    p.add_argument("--b1", type=float, default=1.0, help="relative B1 (default 1)")
+    p.add_argument("--snr", type=float, default=50.0, help="SNR as in synthesize (default 50)")
+    p.add_argument("--tissues", choices=["knee"], help="instead of one tissue: every tissue of the digital knee")
+    p.add_argument("--output", metavar="CRB.csv", help="also write the table as CSV")
+    overwrite_arg(p)
+    p.set_defaults(func=cmd_crb)
+
     p = add("dictionary", "Generate an SVD-compressed dictionary (HDF5).")
     seq_arg(p)
     p.add_argument("--grid", metavar="GRID.json", help="parameter grid (default: knee grid, 5%% log steps)")
@@ -613,6 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", type=int, help="SVD rank for matching (default: the dictionary's)")
     p.add_argument("--no-refine", action="store_true", help="no sub-grid refinement")
     p.add_argument("--units", choices=["ms", "s"], default="ms", help="time units of NIfTI maps")
+    p.add_argument(
+        "--layout",
+        choices=["flat", "bids"],
+        default="flat",
+        help="flat: maps side by side (default); bids: a BIDS derivatives dataset (sub-*/anat/, times in s)",
+    )
     external_arg(p)
     overwrite_arg(p)
     p.set_defaults(func=cmd_reconstruct)
@@ -635,6 +699,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-mb", type=float, default=64, help="memory budget per task in MiB (default 64)")
     p.add_argument("--no-refine", action="store_true", help="no sub-grid refinement")
     p.add_argument("--units", choices=["ms", "s"], default="ms", help="time units of NIfTI maps")
+    p.add_argument(
+        "--layout",
+        choices=["flat", "bids"],
+        default="flat",
+        help="flat: maps side by side (default); bids: a BIDS derivatives dataset (sub-*/anat/, times in s)",
+    )
     p.add_argument("--redo", action="store_true", help="recompute series finished in an earlier run")
     p.add_argument("--overwrite", action="store_true", help="replace a cohort_summary.csv this batch did not write")
     external_arg(p)
