@@ -340,6 +340,143 @@ def bench_gui_click(quick: bool) -> dict:
     }
 
 
+def _stats_ms(times: list[float]) -> dict:
+    ms = np.array(times) * 1000
+    return {
+        "n": len(ms),
+        "median_ms": float(np.median(ms)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "max_ms": float(ms.max()),
+    }
+
+
+def bench_gui_responsiveness(quick: bool) -> dict:
+    """Benchmark 6, continued: the viewer on the demo data (offscreen, one run).
+
+    * slice steps (Page Down / Page Up on the map) with label statistics on, per volume and per
+      slice, with two drawn ROIs: key press to repainted maps and ROI table; baseline: the
+      same steps with label statistics off;
+    * the ROI table refreshed with 112 values (the NIST phantom's 14 label spheres and 14
+      template spheres, 4 maps each), model update and repaint; baseline: the repaint alone;
+    * the event loop during the NIST template fit (a background job): the longest gap
+      between 5 ms timer ticks; baseline: the same timer with nothing running.
+    """
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6 import QtCore, QtTest, QtWidgets
+
+    from mrfviewer import pipeline
+    from mrfviewer.demo import demo_dir, ensure_demo_data
+    from mrfviewer.dictionary import get_dictionary
+    from mrfviewer.gui.main_window import MainWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    ensure_demo_data()
+    seq = load_sequence(default_sequence_path())
+    estimator = pipeline.DictionaryMatching(get_dictionary(seq, _knee_grid(15 if quick else 5)))
+    dataset = pipeline.list_series(demo_dir())
+    entries = {("nist" if "NIST" in e.description else "knee"): e for e in dataset.usable()}
+    out: dict = {"dictionary_atoms": estimator.dictionary.n_atoms}
+
+    def pump_until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
+        end = time.perf_counter() + timeout
+        while not condition():
+            if time.perf_counter() > end:
+                raise TimeoutError("the GUI did not get there in time")
+            app.processEvents()
+            time.sleep(0.002)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = QtCore.QSettings(str(Path(tmp) / "s.ini"), QtCore.QSettings.Format.IniFormat)
+        window = MainWindow(settings)
+        window.resize(1280, 800)
+        window.show()
+        session, view = window.session, window.map_view
+        session.set_dataset(dataset)
+        knee = dataset.open(entries["knee"], in_memory=True)
+        session.open(knee)
+        session.add_result(pipeline.run(knee, estimator), estimator)
+        for x0 in (30.0, 70.0):  # two drawn ROIs besides the label map
+            state = {"pos": (x0, 50.0), "size": (12.0, 10.0), "angle": 0.0}
+            square = np.array([(x0, 50.0), (x0 + 12, 50.0), (x0 + 12, 60.0), (x0, 60.0)])
+            session.add_roi("rectangle", square, state)
+        graphics, table = view.graphics, window.roi_panel.table
+        n = 20 if quick else 60
+
+        def steps(label: str) -> dict:
+            pump_until(lambda: not session.label_statistics_pending())
+            times = []
+            for i in range(n):
+                key = QtCore.Qt.Key.Key_PageDown if i % 2 == 0 else QtCore.Qt.Key.Key_PageUp
+                start = time.perf_counter()
+                QtTest.QTest.keyClick(graphics, key)
+                graphics.viewport().repaint()  # what the user sees: maps and table drawn
+                table.viewport().repaint()
+                app.processEvents()
+                times.append(time.perf_counter() - start)
+                assert session.slice == (1 if i % 2 == 0 else 0)
+            return _stats_ms(times) | {"label_statistics": label}
+
+        graphics.setFocus()
+        slice_steps = {"volume": steps("per volume")}
+        window.roi_panel.scope.setCurrentIndex(1)
+        slice_steps["slice"] = steps("per slice")
+        window.roi_panel.labels_box.setChecked(False)
+        slice_steps["off"] = steps("off")
+        out["slice_step"] = slice_steps | {"slices": session.n_slices, "image": list(knee.spatial_shape[1:])}
+        window.roi_panel.labels_box.setChecked(True)
+        window.roi_panel.scope.setCurrentIndex(0)
+
+        nist = dataset.open(entries["nist"], in_memory=True)
+        session.open(nist)
+        session.add_result(pipeline.run(nist, estimator), estimator)
+        pump_until(lambda: not session.label_statistics_pending())
+        ticks: list[float] = []
+        timer = QtCore.QTimer()
+        timer.setInterval(5)
+        timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+
+        def longest_gap(run: Callable[[], None], until: Callable[[], bool]) -> tuple[float, float]:
+            ticks.clear()
+            timer.start()
+            start = time.perf_counter()
+            run()
+            pump_until(until)
+            timer.stop()
+            gaps = np.diff(ticks) if len(ticks) > 1 else np.array([0.0])
+            return float(gaps.max() * 1000), time.perf_counter() - start
+
+        done: list[object] = []
+        window.runner.finished.connect(lambda kind, result: done.append(kind))
+        fit_gap, fit_seconds = longest_gap(window.fit_template, lambda: "fit template" in done)
+        idle_end = time.perf_counter() + fit_seconds
+        idle_gap, _ = longest_gap(lambda: None, lambda: time.perf_counter() > idle_end)
+        out["template_fit"] = {"seconds": fit_seconds, "longest_gap_ms": fit_gap, "idle_longest_gap_ms": idle_gap}
+
+        pump_until(lambda: not session.label_statistics_pending())
+        window.roi_panel.refresh()
+        model = window.roi_panel.model
+        n_values = sum(len([m for m in line.cells if m in ("T1", "T2", "T1rho", "PD")]) for line in model.lines)
+        refreshes, repaints = [], []
+        for _ in range(n):
+            start = time.perf_counter()
+            window.roi_panel.refresh()
+            table.viewport().repaint()
+            table.frozen.viewport().repaint()
+            refreshes.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            table.viewport().repaint()
+            table.frozen.viewport().repaint()
+            repaints.append(time.perf_counter() - start)
+        out["roi_table"] = _stats_ms(refreshes) | {
+            "rows": model.rowCount(),
+            "values": n_values,
+            "repaint_only_median_ms": float(np.median(repaints) * 1000),
+        }
+        window.close()
+    out["targets"] = {"slice_step_p95_ms": 50, "roi_table_ms": 16, "stall_ms": 50}
+    return out
+
+
 def bench_batch_speedup(quick: bool) -> dict:
     """Cohort batch on dask: wall time with 1 and 2 local worker processes (one thread each), same cohort.
 
@@ -458,6 +595,7 @@ BENCHES = {
     "series_loading": bench_loading,
     "scaling": bench_scaling,
     "gui_click": bench_gui_click,
+    "gui_responsiveness": bench_gui_responsiveness,
     "batch_speedup": bench_batch_speedup,
     "volume_memory": bench_volume_memory,
 }

@@ -81,6 +81,26 @@ def markdown(r: dict) -> str:
             f"max {travel['max_ms']:.0f} | "
             f"< 30 ms | {_met(d['median_ms'] < 30)} (median), {_met(d['max_ms'] < 30)} (max) |"
         )
+    if "gui_responsiveness" in r:
+        d = r["gui_responsiveness"]
+        steps, table, fit = d["slice_step"], d["roi_table"], d["template_fit"]
+        add(
+            f"| 6b | GUI slice step with label statistics on, demo knee ({steps['volume']['n']} steps, 2 drawn ROIs; "
+            f"key press to repainted maps and table) | per volume: p95 {steps['volume']['p95_ms']:.1f} ms, "
+            f"per slice: p95 {steps['slice']['p95_ms']:.1f} ms | label statistics off: p95 "
+            f"{steps['off']['p95_ms']:.1f} ms | <= 50 ms p95 | "
+            f"{_met(max(steps['volume']['p95_ms'], steps['slice']['p95_ms']) <= 50)} |"
+        )
+        add(
+            f"| 6c | ROI table refresh, demo NIST ({table['rows']} rows, {table['values']} values) | median "
+            f"{table['median_ms']:.1f} ms, p95 {table['p95_ms']:.1f}, max {table['max_ms']:.1f} | repaint alone "
+            f"{table['repaint_only_median_ms']:.1f} ms | <= 16 ms | {_met(table['p95_ms'] <= 16)} (p95) |"
+        )
+        add(
+            f"| 6d | event loop during the NIST template fit ({fit['seconds']:.1f} s, background job) | longest "
+            f"gap {fit['longest_gap_ms']:.0f} ms | idle loop {fit['idle_longest_gap_ms']:.0f} ms | <= 50 ms | "
+            f"{_met(fit['longest_gap_ms'] <= 50)} |"
+        )
     if "batch_speedup" in r:
         d = r["batch_speedup"]
         runs = ", ".join(f"{x['workers']} worker(s) {x['seconds']:.1f} s" for x in d["runs"])

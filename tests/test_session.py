@@ -128,3 +128,184 @@ def test_reconstruction_progress_rises_once_over_the_whole_bar(knee_input, tiny_
     assert fractions[-1] == pytest.approx(1.0) and max(fractions) <= 1.0
     assert all(b >= a - 1e-9 for a, b in zip(fractions, fractions[1:], strict=False))  # never jumps back
     assert max(np.diff(fractions)) < 0.3  # and never skips a quarter of the bar
+
+
+# -- the dataset ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dicom_folder(tmp_path, tiny_sequence):
+    """Two MRF acquisitions (magnitude + phase each) and a one-image localizer in one folder."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from mrfviewer.io.dicom_write import write_mrf_dicom
+
+    root = tmp_path / "study"
+    for name, phantom in (("knee", knee_phantom((12, 12))), ("nist", nist_phantom((12, 12)))):
+        series = synthesize_series(phantom, tiny_sequence, snr=80)
+        series.uid = ""
+        write_mrf_dicom(series, root / name, description=f"MRF {name}")
+    first = sorted((root / "knee" / "magnitude").glob("*.dcm"))[0]
+    ds = pydicom.dcmread(first)
+    ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesDescription = generate_uid(), generate_uid(), "localizer"
+    (root / "localizer").mkdir()
+    ds.save_as(root / "localizer" / "1.dcm")
+    return root
+
+
+def test_the_dataset_lists_every_series_with_magnitude_and_phase_as_one(dicom_folder, tiny_sequence):
+    session = Session()
+    seen = _record(session)
+    session.events.dataset.connect(lambda: seen.append(("dataset",)))
+    session.set_dataset(session.browse_job(dicom_folder)(lambda f, m: None, None))
+    assert seen == [("dataset",)]
+    entries = {e.description: e for e in session.dataset.entries}
+    assert set(entries) == {"MRF knee (magnitude)", "MRF nist (magnitude)", "localizer"}  # phase folded in
+    knee, localizer = entries["MRF knee (magnitude)"], entries["localizer"]
+    assert knee.usable and knee.components == "magnitude + phase"
+    assert knee.n_timepoints == tiny_sequence.n_timepoints and knee.n_slices == 1
+    assert not localizer.usable and "not an MRF time series" in localizer.reason
+    with pytest.raises(MRFError, match="cannot be reconstructed"):
+        session.open_entry_job(localizer)
+    nist = entries["MRF nist (magnitude)"]
+    opened = session.open_entry_job(nist)(lambda f, m: None, None)
+    session.open(opened)
+    assert session.input.identity.series_uid == nist.series_uid and session.input.signal == "complex"
+    assert session.entry == nist and session.dataset is not None  # the dataset stays when a series opens
+
+
+# -- drawn ROIs, their statistics and the table -------------------------------------------------
+
+
+@pytest.fixture
+def knee_session(knee_input, estimators):
+    session = Session()
+    session.open(knee_input)
+    for estimator in estimators[::-1]:
+        session.add_result(pipeline.run(knee_input, estimator), estimator)
+    return session
+
+
+def test_drawn_rois_have_their_own_colours_names_and_masks(knee_session):
+    from mrfviewer.session import ROI_COLOURS, polygon_mask
+
+    session = knee_session
+    square = np.array([(4.0, 5.0), (9.0, 5.0), (9.0, 8.0), (4.0, 8.0)])  # x, y corners
+    a = session.add_roi("rectangle", square)
+    b = session.add_roi("ellipse", square + 6)
+    assert session.selected_roi == b
+    assert session.rois[a].colour != session.rois[b].colour and {session.rois[a].colour} <= set(ROI_COLOURS)
+    expected = np.zeros((20, 20), bool)
+    expected[5:8, 4:9] = True  # pixel centres inside the rectangle
+    np.testing.assert_array_equal(session.rois[a].mask, expected)
+    np.testing.assert_array_equal(polygon_mask(square, (20, 20)), expected)
+    with pytest.raises(MRFError, match="taken"):
+        session.rename_roi(a, b)
+    with pytest.raises(MRFError, match="taken"):
+        session.rename_roi(a, "muscle")  # a label's name
+    session.rename_roi(a, "my cartilage")
+    assert "my cartilage" in session.rois and a not in session.rois
+    session.select_roi("my cartilage")
+    session.remove_rois(["my cartilage"])
+    assert session.selected_roi is None and list(session.rois) == [b]
+    session.update_roi(b, square)  # moved back onto the first place
+    np.testing.assert_array_equal(session.rois[b].mask, expected)
+
+
+def test_roi_lines_one_per_roi_with_a_cell_per_map(knee_session):
+    session = knee_session
+    mask = np.zeros((20, 20), bool)
+    mask[8:12, 4:9] = True
+    session.set_roi("box", mask)
+    lines = session.roi_lines()
+    names = [line.name for line in lines]
+    assert names[0] == "box" and "muscle" in names and len(names) == len(set(names))
+    box = lines[0]
+    assert set(box.cells) == {"T1", "T2", "T1rho", "PD"} and box.editable and box.scope == "slice 1"
+    t2 = session.selected.values["T2"][0][mask]
+    assert box.cells["T2"].stats.mean == pytest.approx(np.nanmean(t2))
+    assert not next(line for line in lines if line.name == "muscle").editable
+
+
+def test_label_statistics_per_slice_and_volume_with_clipped_voxels(knee_session, tmp_path):
+    import csv
+
+    session = knee_session
+    maps, labels = session.selected, session.labels.values
+    fluid = labels == 6  # synovial fluid: T1 3000, T2 500 ms, outside the tiny grid (T1 <= 2500, T2 <= 200)
+    limit = maps.at_range_limit(("T2",))
+    assert session.label_statistics_pending()
+    computed = session.label_statistics_job()(lambda f, m: None, None)  # what the GUI runs in the background
+    session.add_label_statistics(computed)
+    assert not session.label_statistics_pending()
+    row = next(r for r in session.roi_rows(wait=False) if r.stats.label == "synovial fluid" and r.stats.map == "T2")
+    assert row.scope == "volume" and row.n_clipped == np.count_nonzero(limit & fluid) > 0
+    assert row.stats.mean == pytest.approx(np.nanmean(maps.values["T2"][fluid]))
+    session.set_label_scope("slice")
+    assert session.label_statistics_pending()  # cached per scope: per slice is computed anew
+    session.add_label_statistics(session.label_statistics_job()(lambda f, m: None, None))
+    session.set_slice(1)
+    row = next(r for r in session.roi_rows(wait=False) if r.stats.label == "synovial fluid" and r.stats.map == "T2")
+    assert row.scope == "slice 2" and row.n_clipped == np.count_nonzero(limit[1] & fluid[1])
+    assert row.stats.mean == pytest.approx(np.nanmean(maps.values["T2"][1][fluid[1]]))
+    session.set_slice(0)
+    assert not session.label_statistics_pending()  # a slice step reads the cache
+    rows = list(csv.DictReader(session.write_roi_csv(tmp_path / "rois.csv").open()))
+    fluid_rows = [r for r in rows if r["label"] == "synovial fluid" and r["map"] == "T2"]
+    assert [r["slice"] for r in fluid_rows] == ["1", "2"]  # every slice, each stated
+    assert [int(r["n_clipped"]) for r in fluid_rows] == [np.count_nonzero(limit[z] & fluid[z]) for z in (0, 1)]
+
+
+def test_label_statistics_of_a_replaced_label_map_are_dropped(knee_session):
+    session = knee_session
+    job = session.label_statistics_job()
+    session.set_labels(None)
+    session.add_label_statistics(job(lambda f, m: None, None))
+    assert session._label_rows == {}
+
+
+def test_raw_image_statistics_follow_the_time_point(knee_input):
+    session = Session()
+    session.open(knee_input)
+    mask = np.zeros((20, 20), bool)
+    mask[8:12, 4:9] = True
+    session.set_roi("box", mask)
+    for t in (0, 5):
+        session.set_time_point(t)
+        row = next(r for r in session.roi_rows() if r.stats.label == "box")
+        expected = np.abs(knee_input.series.data[t, 0])[mask]
+        assert row.method == "raw" and row.scope == f"slice 1, time point {t + 1}"
+        assert row.stats.mean == pytest.approx(expected.mean(), rel=1e-6)
+
+
+def test_comparison_difference_map_and_bland_altman(knee_session):
+    session = knee_session
+    dm, nn = session.results["dm"].values["T2"], session.results["nn"].values["T2"]
+    diff = session.difference_map("T2")
+    valid = np.isfinite(dm) & np.isfinite(nn)
+    np.testing.assert_allclose(diff[valid], 100 * (nn[valid] - dm[valid]) / dm[valid], rtol=1e-5)
+    assert np.isnan(diff[~valid]).all()
+    agreement = session.agreement("T2")
+    labels = session.labels
+    for name, a, b in zip(agreement.names, agreement.dm, agreement.nn, strict=True):
+        label = next(v for v in labels.labels() if labels.name(v) == name)
+        region = labels.values == label
+        assert a == pytest.approx(np.nanmean(dm[region])) and b == pytest.approx(np.nanmean(nn[region]))
+    clipped = dict(zip(agreement.names, agreement.clipped, strict=True))
+    assert clipped["synovial fluid"] and not clipped["muscle"]
+    used = (agreement.nn - agreement.dm)[~agreement.clipped]
+    assert agreement.bias == pytest.approx(used.mean())
+    assert agreement.limits[1] - agreement.limits[0] == pytest.approx(2 * 1.96 * used.std(ddof=1))
+
+
+def test_tissue_for_windows_leaves_out_clipped_voxels_and_fluid(knee_session):
+    from mrfviewer.colormaps import FLUID_T2_MS
+
+    session = knee_session
+    tissue = session.tissue_mask("nn")
+    clipped = session.clipped_mask("dm") | session.clipped_mask("nn")
+    with np.errstate(invalid="ignore"):
+        fluid = session.results["nn"].values["T2"] > FLUID_T2_MS
+    np.testing.assert_array_equal(tissue, ~clipped & ~fluid)
+    assert not tissue[session.labels.values == 6].any()  # synovial fluid never sets a window

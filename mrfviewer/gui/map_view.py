@@ -159,9 +159,14 @@ class OutlinedText(QtWidgets.QGraphicsItem):
         self._font.setBold(True)
         self._font.setPointSize(10)
         self._path = QtGui.QPainterPath()
+        self._text = ""
         self.setZValue(50)
 
+    def text(self) -> str:
+        return self._text
+
     def setText(self, text: str) -> None:  # noqa: N802 - as QGraphicsSimpleTextItem
+        self._text = text
         self.prepareGeometryChange()
         self._path = QtGui.QPainterPath()
         self._path.addText(0, QtGui.QFontMetricsF(self._font).ascent(), self._font, text)
@@ -318,7 +323,9 @@ class MapView(QtWidgets.QWidget):
         self._show_clipped = True
         self._directions: dict[str, np.ndarray] | None = None
         self._slice_ratio = 1.0  # slice spacing / pixel spacing (reformats)
-        self._ranges: dict[str, QtCore.QRectF | None] = {}  # plane -> range the user chose (None: fit)
+        # plane -> the range the user zoomed or panned to; a plane without one is fitted to its
+        # cells (again on every resize): pyqtgraph's own auto-range was turned off by linked views.
+        self._ranges: dict[str, QtCore.QRectF] = {}
         self._shape: tuple[int, ...] = ()
         self._columns = 0
         self._tables: dict[tuple[str, float, float], np.ndarray] = {}
@@ -527,9 +534,20 @@ class MapView(QtWidgets.QWidget):
     def reset_view(self) -> None:
         """Fit every map to its cell again (Home, double click)."""
         self._ranges.clear()
+        for panel in self._leaders():
+            self._fit(panel)
+
+    def _leaders(self) -> list[_Panel]:
+        """The first panel of each plane (the others are linked to it)."""
+        leaders: dict[str, _Panel] = {}
         for panel in self._panels:
-            panel.view.enableAutoRange(enable=True)
-            panel.view.autoRange(padding=0.02)
+            leaders.setdefault(panel.spec.plane, panel)
+        return list(leaders.values())
+
+    def _fit(self, panel: _Panel) -> None:
+        h, w = self._plane_shape(panel.spec.plane)
+        sx, sy = panel.scale
+        panel.view.setRange(QtCore.QRectF(0, 0, w * sx, h * sy), padding=0)
 
     def set_draw_mode(self, kind: str | None) -> None:
         """Drag on a map draws ``kind`` ("rectangle", "ellipse", "freehand"); None: drag pans."""
@@ -678,7 +696,6 @@ class MapView(QtWidgets.QWidget):
         return {"slice": (y, x), "row": (z, x), "column": (y, z)}[plane]
 
     def _build(self) -> None:
-        self._remember_ranges()
         self.graphics.clear()
         self._panels = []
         columns = self._best_columns()
@@ -721,35 +738,21 @@ class MapView(QtWidgets.QWidget):
         self._sync_rois()
 
     def _remember_range(self, panel: _Panel) -> None:
+        """The user zoomed or panned: keep it (across slices, windows, methods, layouts)."""
         self._ranges[panel.spec.plane] = panel.view.viewRect()
 
-    def _remember_ranges(self) -> None:
-        """Keep the zoom of each plane's first panel if the user changed it (the others are linked to it)."""
-        done: set[str] = set()
-        for panel in self._panels:
-            plane = panel.spec.plane
-            if plane in done:
-                continue
-            done.add(plane)
-            if not any(panel.view.autoRangeEnabled()):
-                self._ranges[plane] = panel.view.viewRect()
-
     def _restore_ranges(self) -> None:
-        done: set[str] = set()
-        for panel in self._panels:
-            plane = panel.spec.plane
-            if plane in done:
-                continue  # linked to the first panel of its plane
-            done.add(plane)
-            rect = self._ranges.get(plane)
-            h, w = self._plane_shape(plane)
-            sx, sy = panel.scale
-            bounds = QtCore.QRectF(0, 0, w * sx, h * sy)
+        for panel in self._leaders():
+            rect = self._ranges.get(panel.spec.plane)
             if rect is not None:
                 panel.view.setRange(rect, padding=0)
             else:
-                panel.view.setRange(bounds, padding=0.02)
-                panel.view.enableAutoRange(enable=True)
+                self._fit(panel)
+            panel.view.sigResized.connect(lambda _, p=panel: self._refit(p))
+
+    def _refit(self, panel: _Panel) -> None:
+        if panel.spec.plane not in self._ranges and panel in self._panels:
+            self._fit(panel)
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
