@@ -119,10 +119,17 @@ def process_item(
     redo: bool = False,
     sequence: Sequence | None = None,
     allow_external: bool = False,
+    layout: str = "flat",
 ) -> ItemResult:
-    """Reconstruct and export one series (runs on a dask worker); never raises for bad input."""
+    """Reconstruct and export one series (runs on a dask worker); never raises for bad input.
+
+    ``layout`` "bids": the series is the session folder ``OUT/sub-<s>/ses-<t>`` of a BIDS
+    derivatives dataset (see :func:`mrfviewer.pipeline.bids_series_layout`).
+    """
     start = time.perf_counter()
-    final = item.output_dir(Path(output_root))
+    place = pipeline.bids_series_layout(item) if layout == "bids" else None
+    final = Path(output_root) / place.folder if place is not None else item.output_dir(Path(output_root))
+    csv_file = final / (place.extra if place is not None else Path(".")) / "roi_stats.csv"
     key = _settings_key(settings, estimator.identity, units)
     done_file = final / DONE
     try:
@@ -131,7 +138,7 @@ def process_item(
             previous = _done_record(done_file)
             finished = previous.get("key") == key and not previous.get("failed_formats")
             if finished and not redo:
-                rows = _read_rows(final / "roi_stats.csv")
+                rows = _read_rows(csv_file)
                 return ItemResult(item, "skipped", "finished in an earlier run", 0.0, str(final), rows)
             if previous.get("key") != key and not redo:
                 raise MRFError(f"{final} holds results of other settings; use --redo or another --output")
@@ -141,7 +148,9 @@ def process_item(
         maps = pipeline.run(source, estimator, settings)
         partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run: ours to remove
-        exported = pipeline.export(maps, partial, input=source, units=units)
+        if place is not None:
+            place = pipeline.bids_series_layout(item, source)  # with the source's field strength
+        exported = pipeline.export(maps, partial, input=source, units=units, layout=place or "flat")
         seconds = time.perf_counter() - start
         record = {
             "key": key,
@@ -152,7 +161,7 @@ def process_item(
         }
         atomic_write_text(partial / DONE, json.dumps(record, indent=2))
         _replace_folder(partial, final)  # with --redo or after a partial export, the old results go now
-        rows = _read_rows(final / "roi_stats.csv")
+        rows = _read_rows(csv_file)
         if exported.failed:
             return ItemResult(item, "failed", exported.failure_text(), seconds, str(final), rows)
         return ItemResult(item, "done", f"{int(maps.mask.sum())} voxels", seconds, str(final), rows)
@@ -216,6 +225,7 @@ def run_batch(
     *,
     sequence: Sequence | None = None,
     units: str = "ms",
+    layout: str = "flat",
     redo: bool = False,
     overwrite: bool = False,
     allow_external: bool = False,
@@ -259,11 +269,29 @@ def run_batch(
             on_result(result)
     todo = [(key, item) for key, (_, opened) in groups.items() if key in estimators for item, _ in opened]
     if todo:
-        options = (settings, units, redo, sequence, allow_external)
+        if layout == "bids":
+            todo, clashes = _distinct_places(todo)
+            results += clashes
+            pipeline.write_bids_dataset(output)
+        options = (settings, units, redo, sequence, allow_external, layout)
         results += _run_on_dask(todo, estimators, output, options, scheduler, n_workers, progress, cancel, on_result)
     results.sort(key=lambda r: (r.item.subject, r.item.name))
     atomic_write_text(output / SUMMARY, summary_csv(results, settings.method), overwrite=True)
     return results
+
+
+def _distinct_places(todo: list) -> tuple[list, list[ItemResult]]:  # noqa: ANN001 - (key, item) pairs
+    """Series of a BIDS batch that would share a subject and session folder fail (the first one is kept)."""
+    seen: dict[Path, CohortItem] = {}
+    kept, clashes = [], []
+    for key, item in todo:
+        folder = pipeline.bids_series_layout(item).folder
+        if folder in seen:
+            clashes.append(ItemResult(item, "failed", f"same BIDS folder {folder} as {seen[folder].name}"))
+        else:
+            seen[folder] = item
+            kept.append((key, item))
+    return kept, clashes
 
 
 def _check_summary(path: Path, overwrite: bool) -> None:

@@ -36,6 +36,8 @@ from mrfviewer.dictionary import Dictionary, DictionarySettings, get_dictionary,
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, prefixed, report, scaled
 from mrfviewer.errors import MRFError
 from mrfviewer.grid import ParameterGrid, default_knee_grid, load_grid
+from mrfviewer.io.bids import BidsLayout, layout_for
+from mrfviewer.io.bids import write_dataset_files as write_bids_dataset
 from mrfviewer.io.export import FORMATS, ExportReport, check_export_targets, export_maps
 from mrfviewer.io.labels import LabelMap, discover_labels, read_label_map, write_label_map
 from mrfviewer.maps import ParameterMaps
@@ -68,6 +70,10 @@ __all__ = [
     "RoiStats",
     "SeriesEntry",
     "build_estimate",
+    "BidsLayout",
+    "bids_layout",
+    "bids_series_layout",
+    "write_bids_dataset",
     "check_output",
     "default_formats",
     "export",
@@ -783,8 +789,36 @@ def default_formats(input: Input) -> tuple[str, ...]:
     )
 
 
+def bids_layout(layout: str | BidsLayout, input: Input | None) -> BidsLayout | None:
+    """The BIDS layout of ``input`` for ``layout`` "bids" (None for "flat"; a :class:`BidsLayout` as it is)."""
+    if isinstance(layout, BidsLayout) or layout == "flat":
+        return layout if isinstance(layout, BidsLayout) else None
+    if layout != "bids":
+        raise MRFError(f"layout must be 'flat' or 'bids', got {layout!r}")
+    if input is None:
+        return layout_for(InputIdentity())
+    return layout_for(input.identity, input.source_files)
+
+
+def bids_series_layout(item: CohortItem, input: Input | None = None) -> BidsLayout:
+    """Where a cohort series goes in a BIDS batch: its own session folder ``sub-<s>/ses-<t>``.
+
+    The subject is the cohort's; the session a ``ses-*`` folder on the series' path, else
+    the series name (each series is written, and moved in, as one folder).
+    """
+    session = next((part for part in Path(item.relative).parts if part.startswith("ses-")), None)
+    identity, files = (input.identity, input.source_files) if input is not None else (InputIdentity(), [])
+    return layout_for(identity, files, subject=item.subject, session=session or item.name, within_session=True)
+
+
 def check_output(
-    folder: str | Path, formats: Seq[str], outputs: Seq[str], *, overwrite: bool = False, input: Input | None = None
+    folder: str | Path,
+    formats: Seq[str],
+    outputs: Seq[str],
+    *,
+    overwrite: bool = False,
+    input: Input | None = None,
+    layout: str | BidsLayout = "flat",
 ) -> None:
     """Refuse, before any long step, an output that would replace files or write into the input."""
     folder = Path(folder)
@@ -793,7 +827,7 @@ def check_output(
         target = folder.resolve()
         if target == source or target == source.parent and source.is_file():
             raise MRFError("refusing to write into the input's folder; choose another --output")
-    check_export_targets(outputs, folder, formats, overwrite)
+    check_export_targets(outputs, folder, formats, overwrite, bids_layout(layout, input))
     check_writable_folder(folder)
 
 
@@ -827,12 +861,14 @@ def export(
     overwrite: bool = False,
     roi_scope: str = "all",
     cancel: CancelToken | None = None,
+    layout: str | BidsLayout = "flat",
 ) -> ExportReport:
     """Write ``result`` in ``formats`` (default: :func:`default_formats`) into ``folder``.
 
     The input gives the DICOM source images (Parametric Maps) and the label map (ROI CSV)
     unless ``labels`` is given. Each format is written all or nothing on its own; the
-    report names those that failed.
+    report names those that failed. ``layout``: "flat" (the default) or "bids" (a BIDS
+    derivatives dataset, :mod:`mrfviewer.io.bids`), or a :class:`BidsLayout`.
     """
     if formats is None:
         formats = default_formats(input) if input is not None else ("nifti", "npz", "png")
@@ -847,6 +883,7 @@ def export(
         labels=labels,
         roi_scope=roi_scope,
         cancel=cancel,
+        layout=bids_layout(layout, input),
     )
 
 

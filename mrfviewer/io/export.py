@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
@@ -33,6 +33,9 @@ from mrfviewer.errors import Cancelled, MRFError
 from mrfviewer.io.atomic import atomic_write, atomic_write_bytes, atomic_write_text, check_writable_target
 from mrfviewer.io.labels import LabelMap
 from mrfviewer.maps import FILE_STEMS, ParameterMaps
+
+if TYPE_CHECKING:
+    from mrfviewer.io.bids import BidsLayout
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +54,18 @@ def stem(name: str) -> str:
     return FILE_STEMS.get(name, f"{name}map")
 
 
-def export_nifti(maps: ParameterMaps, folder: str | Path, units: str = "ms", overwrite: bool = False) -> list[Path]:
+def export_nifti(
+    maps: ParameterMaps,
+    folder: str | Path,
+    units: str = "ms",
+    overwrite: bool = False,
+    layout: BidsLayout | None = None,
+) -> list[Path]:
     """Write ``<stem>.nii.gz`` and ``<stem>.json`` per map into ``folder``.
 
     Times (relaxation maps and their uncertainties) are in ms, or in seconds with
-    ``units="s"`` (BIDS qMRI convention).
+    ``units="s"`` (BIDS qMRI convention). With a BIDS ``layout`` the files go where it
+    says, times in seconds, with BIDS sidecars (:mod:`mrfviewer.io.bids`).
     """
     if units not in ("ms", "s"):
         raise MRFError(f"units must be 'ms' or 's', got {units!r}")
@@ -65,14 +75,17 @@ def export_nifti(maps: ParameterMaps, folder: str | Path, units: str = "ms", ove
     written = []
     for name, data in maps.values.items():
         unit = maps.unit(name)
-        if name in _TIME_MAPS and units == "s":
+        if name in _TIME_MAPS and (units == "s" or layout is not None):
             data, unit = data / 1000.0, "s"
+        base = folder / (layout.map_path(name) if layout is not None else stem(name))
+        info = layout.sidecar(maps, name) if layout is not None else sidecar(maps, name, unit)
         image = nib.Nifti1Image(np.ascontiguousarray(np.transpose(data, (2, 1, 0))).astype(np.float32), affine)
         image.header.set_xyzt_units(xyz="mm")
         image.header["descrip"] = f"mrfviewer {name} [{unit}]".encode()[:79]
-        written.append(atomic_write(folder / f"{stem(name)}.nii.gz", functools.partial(nib.save, image), overwrite))
-        text = json.dumps(sidecar(maps, name, unit), indent=1) + "\n"
-        written.append(atomic_write_text(folder / f"{stem(name)}.json", text, overwrite))
+        nifti = base.with_name(base.name + ".nii.gz")
+        written.append(atomic_write(nifti, functools.partial(nib.save, image), overwrite))
+        text = json.dumps(info, indent=1) + "\n"
+        written.append(atomic_write_text(base.with_name(base.name + ".json"), text, overwrite))
     return written
 
 
@@ -88,9 +101,12 @@ def export_npz(maps: ParameterMaps, path: str | Path, overwrite: bool = False) -
     return atomic_write_bytes(path, buffer.getvalue(), overwrite=overwrite)
 
 
-def export_targets(names: Sequence[str], folder: str | Path, formats: Sequence[str]) -> dict[str, list[Path]]:
-    """The files each format writes for maps ``names`` into ``folder``."""
-    folder = Path(folder)
+def export_targets(
+    names: Sequence[str], folder: str | Path, formats: Sequence[str], layout: BidsLayout | None = None
+) -> dict[str, list[Path]]:
+    """The files each format writes for maps ``names`` into ``folder`` (in a BIDS ``layout``: where it says)."""
+    root = Path(folder)
+    folder = root / layout.extra if layout is not None else root
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise MRFError(f"unknown export format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
@@ -99,7 +115,9 @@ def export_targets(names: Sequence[str], folder: str | Path, formats: Sequence[s
     for fmt in FORMATS:
         if fmt not in formats:
             continue
-        if fmt == "nifti":
+        if fmt == "nifti" and layout is not None:
+            out[fmt] = [root / f"{layout.map_path(n)}{e}" for n in names for e in (".nii.gz", ".json")]
+        elif fmt == "nifti":
             out[fmt] = [folder / f"{s}{e}" for s in stems for e in (".nii.gz", ".json")]
         elif fmt == "npz":
             out[fmt] = [folder / "maps.npz"]
@@ -112,12 +130,18 @@ def export_targets(names: Sequence[str], folder: str | Path, formats: Sequence[s
     return out
 
 
-def check_export_targets(names: Sequence[str], folder: str | Path, formats: Sequence[str], overwrite: bool) -> None:
+def check_export_targets(
+    names: Sequence[str],
+    folder: str | Path,
+    formats: Sequence[str],
+    overwrite: bool,
+    layout: BidsLayout | None = None,
+) -> None:
     """Raise :class:`MRFError` before any work if a target exists (without ``overwrite``) or is a folder."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise MRFError(f"{folder} exists and is not a folder; choose another output")
-    for paths in export_targets(names, folder, formats).values():
+    for paths in export_targets(names, folder, formats, layout).values():
         for path in paths:
             if path.is_dir():
                 raise MRFError(f"{path} is a folder; choose another output")
@@ -174,8 +198,10 @@ def _writers(
     source_files: Sequence[Path] | None,
     labels: LabelMap | None,
     roi_scope: str,
+    layout: BidsLayout | None = None,
 ) -> dict[str, Callable[[], list[Path]]]:
-    """One writer per format, writing into ``stage``."""
+    """One writer per format, writing into ``stage`` (in a BIDS ``layout``: where it says)."""
+    extra = stage / layout.extra if layout is not None else stage
     from mrfviewer.io.parametric_map import export_parametric_maps
     from mrfviewer.io.png import export_png
     from mrfviewer.roi import label_statistics, write_stats_csv
@@ -183,13 +209,13 @@ def _writers(
     def csv() -> list[Path]:
         assert labels is not None
         rows = label_statistics(maps, labels.values, dict(labels.names))
-        return [write_stats_csv(rows, maps, stage / ROI_CSV, slice_text=roi_scope)]
+        return [write_stats_csv(rows, maps, extra / ROI_CSV, slice_text=roi_scope)]
 
     return {
-        "nifti": lambda: export_nifti(maps, stage, units=units),
-        "npz": lambda: [export_npz(maps, stage / "maps.npz")],
-        "png": lambda: export_png(maps, stage),
-        "dicom": lambda: export_parametric_maps(maps, list(source_files or []), stage / "dicom"),
+        "nifti": lambda: export_nifti(maps, stage, units=units, layout=layout),
+        "npz": lambda: [export_npz(maps, extra / "maps.npz")],
+        "png": lambda: export_png(maps, extra),
+        "dicom": lambda: export_parametric_maps(maps, list(source_files or []), extra / "dicom"),
         "csv": csv,
     }
 
@@ -226,15 +252,17 @@ def export_maps(
     labels: LabelMap | None = None,
     roi_scope: str = "all",
     cancel: CancelToken | None = None,
+    layout: BidsLayout | None = None,
 ) -> ExportReport:
     """Write ``maps`` in ``formats`` into ``folder`` (see the module docstring).
 
     ``dicom`` needs the source DICOM images (one per slice) and is skipped with a reason
-    otherwise; ``csv`` writes label statistics and needs ``labels``.
+    otherwise; ``csv`` writes label statistics and needs ``labels``. ``layout``: a BIDS
+    derivatives layout (:mod:`mrfviewer.io.bids`) instead of the flat one.
     """
     folder = Path(folder)
     formats = [f for f in FORMATS if f in formats]
-    check_export_targets(maps.names, folder, formats, overwrite)
+    check_export_targets(maps.names, folder, formats, overwrite, layout)
     report = ExportReport(folder)
     if "dicom" in formats and not source_files:
         formats.remove("dicom")
@@ -244,7 +272,7 @@ def export_maps(
         report.failed["csv"] = "ROI statistics need a label map"
     if labels is not None and labels.values.shape != maps.mask.shape:
         raise MRFError(f"label map has shape {labels.values.shape}, the maps {maps.mask.shape}")
-    targets = export_targets(maps.names, folder, formats)
+    targets = export_targets(maps.names, folder, formats, layout)
     new_folders = [f for f in (folder / "dicom", folder) if not f.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -254,7 +282,7 @@ def export_maps(
         _remove([], new_folders)
         raise MRFError(f"cannot write to {folder}: {exc.strerror or exc}") from None
     staged = {fmt: [stage / t.relative_to(folder) for t in paths] for fmt, paths in targets.items()}
-    writers = _writers(maps, stage, units, source_files, labels, roi_scope)
+    writers = _writers(maps, stage, units, source_files, labels, roi_scope, layout)
     try:
         for fmt in formats:
             check_cancel(cancel)
@@ -272,6 +300,10 @@ def export_maps(
                 report.failed[fmt] = f"internal error: {type(exc).__name__}: {exc}"
         check_cancel(cancel)
         _move_in(staged, targets, report, overwrite)
+        if layout is not None and not layout.within_session and report.written:
+            from mrfviewer.io.bids import write_dataset_files
+
+            write_dataset_files(folder)  # shared by every series of the dataset: written once
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         _remove([], new_folders)
