@@ -210,7 +210,7 @@ def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer.io.atomic import check_output_folder, check_writable_target, staged_folder
     from mrfviewer.io.series_h5 import write_series_h5
     from mrfviewer.phantoms import make_phantom
-    from mrfviewer.synthesis import synthesize_series
+    from mrfviewer.synthesis import Mismatch, synthesize_series
 
     if not 0 <= args.seed < 2**32:
         raise MRFError(f"--seed must be an integer from 0 to {2**32 - 1}, got {args.seed}")
@@ -226,8 +226,10 @@ def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
     else:
         check_writable_target(output, args.overwrite)
     sequence = _sequence(args)
-    phantom = make_phantom(args.phantom, (args.size, args.size), args.slices)
+    phantom = make_phantom(args.phantom, (args.size, args.size), args.slices, realistic=not args.ideal)
     snr = None if args.snr <= 0 else args.snr
+    mismatch = Mismatch(args.inversion_efficiency, args.slice_profile, args.spoiling_leak)
+    mismatch.validate()
     with _progress_bar("synthesize", not args.quiet) as progress:
         series = synthesize_series(
             phantom,
@@ -236,6 +238,7 @@ def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
             magnitude=args.magnitude,
             with_coil_phase=not args.no_coil_phase,
             seed=args.seed,
+            mismatch=mismatch,
             progress=progress,
             cancel=cancel,
         )
@@ -321,9 +324,7 @@ def _check_scheduler_address(address: str) -> None:
 
     match = re.fullmatch(r"(?:(tcp|tls|ws|wss|ucx)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):(\d{1,5})", address)
     if match is None or not 0 < int(match.group(3)) < 65536:
-        raise MRFError(
-            f"--scheduler {address!r} is not a dask scheduler address (e.g. tcp://host:8786 or host:8786)"
-        )
+        raise MRFError(f"--scheduler {address!r} is not a dask scheduler address (e.g. tcp://host:8786 or host:8786)")
 
 
 def cmd_batch(args: argparse.Namespace, cancel: CancelToken) -> int:
@@ -636,6 +637,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--magnitude", action="store_true", help="magnitude images instead of complex")
     p.add_argument("--no-coil-phase", action="store_true", help="no smooth receive phase")
+    p.add_argument(
+        "--ideal",
+        action="store_true",
+        help="an ideal phantom: B1 = 1 everywhere and one tissue per voxel (default: a smooth B1+ field, "
+        "knee 0.8-1.2, NIST 0.9-1.1, and partial volume at tissue edges)",
+    )
+    p.add_argument(
+        "--inversion-efficiency", type=float, default=1.0, help="model mismatch: inversion efficiency (0.5-1)"
+    )
+    p.add_argument("--slice-profile", action="store_true", help="model mismatch: the slice profile of 2D excitations")
+    p.add_argument(
+        "--spoiling-leak", type=float, default=0.0, help="model mismatch: unspoiled fraction of FLASH signal (0-0.5)"
+    )
     p.add_argument("--format", choices=["hdf5", "dicom"], default="hdf5", help="HDF5 file or DICOM folder")
     p.add_argument(
         "--dicom-layout", choices=["classic", "enhanced"], default="classic", help="one file per image, or multi-frame"

@@ -204,7 +204,22 @@ def test_cartilage_done_criterion_through_the_cli(tmp_path):
     )
     series = tmp_path / "knee.h5"
     assert (
-        main(["-q", "synthesize", "--phantom", "knee", "--snr", "1000", "--size", "96", "--output", str(series)]) == 0
+        main(
+            [
+                "-q",
+                "synthesize",
+                "--phantom",
+                "knee",
+                "--ideal",
+                "--snr",
+                "1000",
+                "--size",
+                "96",
+                "--output",
+                str(series),
+            ]
+        )
+        == 0
     )
     out = tmp_path / "maps"
     assert main(["-q", "reconstruct", str(series), "--method", "dm", "--grid", str(grid), "--output", str(out)]) == 0
