@@ -32,20 +32,28 @@ import numpy as np
 import torch
 
 from mrfviewer import __version__, schemas
+from mrfviewer.devices import single_threaded_ops
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report, scaled
 from mrfviewer.errors import MRFError
 from mrfviewer.grid import ParameterGrid, grid_from_dict
 from mrfviewer.io.atomic import atomic_path
 from mrfviewer.io.names import safe_name
 from mrfviewer.sequence import Sequence, sequence_from_json
-from mrfviewer.simulation import simulate_fingerprints
+from mrfviewer.simulation import (
+    DEFAULT_CHUNK,
+    FingerprintBlock,
+    simulate_chunked,
+    simulate_fingerprints,
+    simulation_cost,
+)
 
 log = logging.getLogger(__name__)
 
 FORMAT = "mrfviewer-dictionary"
 FORMAT_VERSION = 1
-#: Bump when the simulator's output changes, so cached dictionaries are rebuilt.
-SIMULATOR_VERSION = 1
+#: Bump when the simulator's output changes, so cached dictionaries are rebuilt
+#: (2: the basis comes from a randomised SVD, see :func:`_svd_basis`).
+SIMULATOR_VERSION = 2
 SIGNALS = ("complex", "magnitude")
 
 
@@ -174,25 +182,115 @@ def _simulate(
     signal: str,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     fp = simulate_fingerprints(
-        sequence, params[:, 0], params[:, 1], params[:, 2], params[:, 3], progress=progress, cancel=cancel
+        sequence,
+        params[:, 0],
+        params[:, 1],
+        params[:, 2],
+        params[:, 3],
+        device=device,
+        progress=progress,
+        cancel=cancel,
     )
     return fp.abs().to(fp.dtype) if signal == "magnitude" else fp
 
 
-def _svd_basis(fingerprints: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Basis rows V^H (by descending singular value) and singular values, from the Gram matrix."""
-    gram = torch.zeros((fingerprints.shape[1],) * 2, dtype=torch.complex128)
-    for start in range(0, fingerprints.shape[0], 4096):
-        chunk = fingerprints[start : start + 4096].to(torch.complex128)
-        gram += chunk.conj().T @ chunk
-    eigval, eigvec = torch.linalg.eigh(gram)
-    order = torch.argsort(eigval, descending=True)
-    singular = torch.sqrt(torch.clamp(eigval[order], min=0)).numpy()
-    # G = V S^2 V^H; rows of V^H project as x @ (V^H).conj().T = x @ V and expand as c @ V^H.
-    basis = eigvec[:, order].mH.resolve_conj().numpy()
-    return basis, singular
+def _times(x: torch.Tensor, basis_t: torch.Tensor) -> torch.Tensor:
+    """``x @ basis_t`` for real or complex ``x`` (a real ``x`` takes two real GEMMs: half the work)."""
+    if x.is_complex():
+        return x @ basis_t
+    return torch.complex(x @ basis_t.real, x @ basis_t.imag)
+
+
+class _Projector:
+    """Consumer of simulated blocks: their SVD coefficients and norms, written into the dictionary arrays.
+
+    The shared head of a chunk of atoms (the time points before the first spin-lock, the
+    same for atoms of equal T1, T2 and B1) is projected once per chunk, not per atom.
+    """
+
+    def __init__(self, basis: np.ndarray, signal: str, coeffs: np.ndarray, norms: np.ndarray, device: torch.device):
+        self.basis_t = torch.from_numpy(basis.conj().T.copy()).to(device)  # (T, K)
+        self.magnitude = signal == "magnitude"
+        self.coeffs, self.norms = coeffs, norms
+
+    def __call__(self, block: FingerprintBlock) -> None:
+        head_rows = block.head.shape[0]
+        if "head" not in block.cache:
+            head = block.head.abs() if self.magnitude else block.head
+            block.cache["head"] = (_times(head.T, self.basis_t[:head_rows]), (head.abs() ** 2).sum(0))
+        head_coeffs, head_energy = block.cache["head"]
+        tail = block.tail.abs() if self.magnitude else block.tail
+        coeffs = head_coeffs[block.group] + _times(tail.T, self.basis_t[head_rows:])
+        if not self.magnitude:
+            coeffs = coeffs * block.phase
+        energy = head_energy[block.group] + (tail.abs() ** 2).sum(0)
+        atoms = block.atoms.cpu().numpy()
+        self.coeffs[atoms] = coeffs.cpu().numpy()
+        self.norms[atoms] = torch.sqrt(energy).cpu().numpy()
+
+
+#: Time points up to which the basis comes from an exact eigendecomposition of the Gram matrix.
+_EXACT_SVD_TIMEPOINTS = 512
+#: Singular vectors kept by the randomised SVD (beyond them the energy is below 1e-9 for our sequences).
+_RANDOMISED_RANK = 128
+
+
+def _svd_basis(fingerprints: torch.Tensor, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Basis rows V^H (by descending singular value) and singular values of ``fingerprints`` (n, T).
+
+    Up to :data:`_EXACT_SVD_TIMEPOINTS` time points: the eigendecomposition of the Gram
+    matrix. Longer sequences (the knee sequence has 1750): a randomised SVD (Halko et al.,
+    SIAM Rev 2011;53:217) with two power iterations gives the leading
+    :data:`_RANDOMISED_RANK` singular vectors to float64 precision (the spectrum falls by
+    orders of magnitude over the first dozens), where a full eigendecomposition costs
+    T^3 (a minute on a loaded 2-core machine). Fingerprints of real-valued sequences are
+    -1j times real signals: their right singular vectors are those of the real signals,
+    found with real arithmetic (a quarter of the work).
+    """
+    # LAPACK's threads wait for each other in every small step (QR, SVD): 10x slower on a loaded machine.
+    with single_threaded_ops():
+        return _svd(fingerprints, seed)
+
+
+def _svd(fingerprints: torch.Tensor, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if bool(torch.any(fingerprints.real != 0)):
+        x = fingerprints.to(torch.complex128)
+    else:
+        x = fingerprints.imag.to(torch.float64).contiguous()  # x = -1j r: x^H x = r^T r
+    n, t = x.shape
+    if t <= _EXACT_SVD_TIMEPOINTS or n <= _RANDOMISED_RANK:
+        gram = torch.zeros((t, t), dtype=x.dtype)
+        for start in range(0, n, 4096):
+            chunk = x[start : start + 4096]
+            gram += chunk.conj().T @ chunk
+        eigval, eigvec = torch.linalg.eigh(gram)
+        order = torch.argsort(eigval, descending=True)
+        singular = torch.sqrt(torch.clamp(eigval[order], min=0)).numpy()
+        # G = V S^2 V^H; rows of V^H project as x @ (V^H).conj().T = x @ V and expand as c @ V^H.
+        basis = eigvec[:, order].mH.resolve_conj().numpy()
+        return basis.astype(np.complex128), singular
+    generator = torch.Generator().manual_seed(seed)
+    probe = torch.randn((t, _RANDOMISED_RANK), generator=generator, dtype=torch.float64).to(x.dtype)
+    q = torch.linalg.qr(x @ probe).Q  # (n, L): an orthonormal basis of the range
+    for _ in range(2):  # power iterations sharpen it towards the leading singular vectors
+        q = torch.linalg.qr(x @ torch.linalg.qr(x.mH @ q).Q).Q
+    _, singular, vh = torch.linalg.svd(q.mH @ x, full_matrices=False)  # (L, T) rows by descending value
+    return vh.resolve_conj().numpy().astype(np.complex128), singular.numpy()
+
+
+#: Multiply-adds of the SVD per unit of :func:`mrfviewer.simulation.simulation_cost` (measured:
+#: both take the same time on the knee sequence at this ratio, idle or loaded).
+_SVD_MACS_PER_UNIT = 80.0
+
+
+def _svd_cost(n: int, t: int) -> float:
+    """Estimated work of :func:`_svd_basis` for ``n`` fingerprints of ``t`` time points, in simulation units."""
+    rank = min(_RANDOMISED_RANK, t, n)
+    macs = n * t * t if t <= _EXACT_SVD_TIMEPOINTS or n <= _RANDOMISED_RANK else 6 * n * t * rank + 10 * n * rank**2
+    return macs / _SVD_MACS_PER_UNIT
 
 
 def _choose_rank(singular: np.ndarray, settings: DictionarySettings) -> int:
@@ -208,46 +306,59 @@ def generate_dictionary(
     grid: ParameterGrid,
     settings: DictionarySettings | None = None,
     *,
-    chunk_atoms: int = 16384,
+    device: str | torch.device = "cpu",
+    chunk_atoms: int = DEFAULT_CHUNK,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Dictionary:
-    """Simulate and compress a dictionary in chunks of ``chunk_atoms`` fingerprints.
+    """Simulate and compress a dictionary, block by block, on ``device``.
 
-    Peak memory is about ``chunk_atoms * T * 8`` bytes for the fingerprints of a
-    chunk plus ``min(N, svd_atoms) * T * 8`` for the SVD subset, independent of
-    the number of atoms N beyond that.
+    The SVD basis comes from a seeded subset of ``settings.svd_atoms`` atoms (their
+    fingerprints, ``svd_atoms * T * 8`` bytes, are the largest allocation); then every
+    atom is simulated and projected in blocks of a few thousand (chunks of at most
+    ``chunk_atoms`` distinct prefixes), so memory beyond the
+    dictionary itself does not grow with the number of atoms. Progress is the share of
+    the estimated simulation work (:func:`mrfviewer.simulation.simulation_cost`), so
+    the time left it implies holds from the start.
     """
     settings = settings or DictionarySettings()
     settings.validate()
+    device = torch.device(device)
     params, index = grid.atoms()
     n = params.shape[0]
     rng = np.random.default_rng(settings.seed)
     use_all = n <= settings.svd_atoms
     subset = np.arange(n) if use_all else np.sort(rng.choice(n, settings.svd_atoms, replace=False))
-    svd_share = subset.size / (subset.size + (0 if use_all else n))
-    sub_fp = _simulate(sequence, params[subset], settings.signal, scaled(progress, 0.0, svd_share), cancel)
+    # Progress weighs each step by its estimated work, so that the time left it implies holds.
+    sub_cost = simulation_cost(sequence, *params[subset].T) + _svd_cost(subset.size, sequence.n_timepoints)
+    all_cost = 0.0 if use_all else simulation_cost(sequence, *params.T)
+    svd_share = sub_cost / max(sub_cost + all_cost, 1e-30)
+    sub_fp = _simulate(sequence, params[subset], settings.signal, scaled(progress, 0.0, svd_share), cancel, device)
     check_cancel(cancel)
-    basis, singular = _svd_basis(sub_fp)
+    basis, singular = _svd_basis(sub_fp, settings.seed)
     rank = _choose_rank(singular, settings)
     k_store = int(min(max(settings.store_rank, rank), basis.shape[0]))
     basis = np.ascontiguousarray(basis[:k_store]).astype(np.complex64)
-    basis_t = torch.from_numpy(basis.conj().T.copy())
 
     coeffs = np.empty((n, k_store), dtype=np.complex64)
     norms = np.empty(n, dtype=np.float32)
     if use_all:
-        coeffs[:] = (sub_fp @ basis_t).numpy()
+        coeffs[:] = (sub_fp @ torch.from_numpy(basis.conj().T.copy())).numpy()
         norms[:] = torch.linalg.vector_norm(sub_fp, dim=1).numpy()
     else:
         del sub_fp
-        for start in range(0, n, chunk_atoms):
-            check_cancel(cancel)
-            stop = min(start + chunk_atoms, n)
-            fp = _simulate(sequence, params[start:stop], settings.signal, cancel=cancel)
-            coeffs[start:stop] = (fp @ basis_t).numpy()
-            norms[start:stop] = torch.linalg.vector_norm(fp, dim=1).numpy()
-            report(progress, svd_share + (1 - svd_share) * stop / n, f"simulated {stop} of {n} atoms")
+        simulate_chunked(
+            sequence,
+            params[:, 0],
+            params[:, 1],
+            params[:, 2],
+            params[:, 3],
+            _Projector(basis, settings.signal, coeffs, norms, device),
+            chunk_size=chunk_atoms,
+            device=device,
+            progress=scaled(progress, svd_share, 1.0),
+            cancel=cancel,
+        )
     kept = np.linalg.norm(coeffs[:, :rank], axis=1) ** 2 / np.maximum(norms.astype(np.float64) ** 2, 1e-30)
     report(progress, 1.0, f"dictionary of {n} atoms, SVD rank {rank}")
     return Dictionary(

@@ -169,3 +169,47 @@ def test_deferred_relaxation_survives_very_short_and_long_t2_in_float32(knee_seq
     assert np.all(np.isfinite(fast))
     scale = np.abs(ref).max(axis=1, keepdims=True)
     np.testing.assert_allclose(fast / scale, ref / scale, rtol=0, atol=2e-5)
+
+
+def _grid_like_tissues(n_groups: int = 12, per_group: int = 5, seed: int = 3):
+    """Tissues in groups of equal T1, T2, B1 with different T1rho (as on a dictionary grid)."""
+    rng = np.random.default_rng(seed)
+    t1 = np.repeat(np.exp(rng.uniform(np.log(200), np.log(3000), n_groups)), per_group)
+    t2 = np.repeat(np.exp(rng.uniform(np.log(5), np.log(150), n_groups)), per_group)
+    b1 = np.repeat(rng.uniform(0.6, 1.4, n_groups), per_group)
+    t1rho = t2 * rng.uniform(1, 3, t2.size)
+    order = rng.permutation(t1.size)  # groups scattered through the input, as a grid's B1 planes are
+    return t1[order], t2[order], t1rho[order], b1[order]
+
+
+@pytest.mark.parametrize("dummy_trains", [0, 2])
+def test_shared_prefixes_and_one_state_tail_equal_the_reference_path(knee_sequence, dummy_trains):
+    """The fast path shares everything before the first spin-lock between tissues of equal T1, T2, B1
+    and runs the blocks after the last FISP train on one state; the reference path does neither."""
+    raw = knee_sequence.to_dict()
+    raw["dummy_trains"] = dummy_trains
+    seq = sequence_from_dict(raw)
+    t1, t2, t1rho, b1 = _grid_like_tissues()
+    fast = simulate_fingerprints(seq, t1, t2, t1rho, b1, n_states=30, double=True, chunk_size=7, threads=2)
+    ref = simulate_fingerprints(seq, t1, t2, t1rho, b1, n_states=30, double=True, reference=True)
+    np.testing.assert_allclose(fast.numpy(), ref.numpy(), rtol=0, atol=1e-12)
+
+
+def test_threads_and_chunks_do_not_change_the_result(knee_sequence):
+    t1, t2, t1rho, b1 = _grid_like_tissues(40, 3, seed=4)
+    one = simulate_fingerprints(knee_sequence, t1, t2, t1rho, b1, threads=1)
+    two = simulate_fingerprints(knee_sequence, t1, t2, t1rho, b1, threads=2, chunk_size=64)
+    np.testing.assert_allclose(two.numpy(), one.numpy(), rtol=0, atol=1e-6)
+
+
+def test_simulation_on_cpu_device_and_cost_grows_with_the_work(tiny_sequence):
+    from mrfviewer.simulation import simulation_cost
+
+    a = simulate_fingerprints(tiny_sequence, 800.0, 40.0, 50.0, device="cpu")
+    assert a.device.type == "cpu" and a.shape == (1, tiny_sequence.n_timepoints)
+    t1 = np.full(10, 800.0)
+    # Ten tissues sharing T1, T2, B1 cost less than ten distinct ones, more than one.
+    shared = simulation_cost(tiny_sequence, t1, 40.0, np.linspace(40, 90, 10))
+    distinct = simulation_cost(tiny_sequence, np.linspace(500, 900, 10), 40.0, np.linspace(40, 90, 10))
+    single = simulation_cost(tiny_sequence, 800.0, 40.0, 50.0)
+    assert single < shared < distinct
