@@ -279,6 +279,7 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
         series_uid=args.series,
         labels=args.labels,
         allow_external=args.allow_external,
+        b1_map=args.b1_map,
         cancel=cancel,
     )
     for warning in source.warnings:
@@ -690,6 +691,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["flat", "bids"],
         default="flat",
         help="flat: maps side by side (default); bids: a BIDS derivatives dataset (sub-*/anat/, times in s)",
+    )
+    p.add_argument(
+        "--b1-map",
+        metavar="B1.nii.gz",
+        help="a measured relative B1+ map (NIfTI, relative or percent), placed by geometry: DM matches each voxel at"
+        " its B1 (the dictionary must span B1)",
     )
     external_arg(p)
     overwrite_arg(p)

@@ -118,6 +118,7 @@ class Input:
     series: Series | None = None
     scan: object | None = None  # the DICOM folder scan (a ScanResult), for a browser
     warnings: list[str] = field(default_factory=list)  # fallbacks taken (also in every result's provenance)
+    b1_map: np.ndarray | None = None  # a measured relative B1 (Z, Y, X) on the series grid, NaN where unknown
 
     @property
     def sequence(self) -> Sequence:
@@ -187,6 +188,7 @@ def open_input(
     in_memory: bool = False,
     scan: ScanResult | None = None,
     allow_external: bool = False,
+    b1_map: str | Path | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Input:
@@ -196,7 +198,8 @@ def open_input(
     discovery rule applies when ``find_labels``; ``root`` bounds its search, default
     ``path``); ``extra_folders`` are folders holding the phase partner; ``scan`` is a
     scan of ``path`` already made (:func:`list_series`), not repeated; ``allow_external``
-    lets an HDF5 series take data from other files (refused by default). Every check
+    lets an HDF5 series take data from other files (refused by default); ``b1_map`` names a
+    measured B1+ map (NIfTI) placed on the series by geometry. Every check
     (sequence, time points, labels and their placement) happens here, before any
     expensive step. Raises :class:`MRFError` naming the problem.
     """
@@ -242,7 +245,20 @@ def open_input(
     if in_memory:
         series = _read_whole(path, source)
         source = dataclasses.replace(source_from_series(series), identity=source.identity)
-    return Input(source=source, sequence_origin=origin, labels=label_map, series=series, scan=scan, warnings=warnings)
+    measured_b1 = None
+    if b1_map is not None:
+        from mrfviewer.b1map import read_b1_map
+
+        measured_b1 = read_b1_map(b1_map, source.geometry, source.spatial_shape)
+    return Input(
+        source=source,
+        sequence_origin=origin,
+        labels=label_map,
+        series=series,
+        scan=scan,
+        warnings=warnings,
+        b1_map=measured_b1,
+    )
 
 
 def _phase_fallback(scan: ScanResult, infos: list) -> list[str]:  # noqa: ANN001 - SeriesInfo items
@@ -546,6 +562,7 @@ class Estimator(Protocol):
         settings: ReconstructionSettings,
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
+        b1_map: np.ndarray | None = None,
     ) -> ParameterMaps: ...
 
     def curve(self, maps: ParameterMaps, sequence: Sequence, z: int, y: int, x: int) -> np.ndarray | None: ...
@@ -573,8 +590,8 @@ class DictionaryMatching:
     def check(self, source: SlabSource) -> None:
         check_dictionary_for(source, self.dictionary)
 
-    def run(self, source, settings, progress, cancel) -> ParameterMaps:  # noqa: ANN001 - the protocol's types
-        return reconstruct_dm(source, self.dictionary, settings, progress=progress, cancel=cancel)
+    def run(self, source, settings, progress, cancel, b1_map=None) -> ParameterMaps:  # noqa: ANN001 - the protocol's
+        return reconstruct_dm(source, self.dictionary, settings, b1_map=b1_map, progress=progress, cancel=cancel)
 
     def curve(self, maps: ParameterMaps, sequence: Sequence, z: int, y: int, x: int) -> np.ndarray | None:
         """The matched atom of a voxel, expanded from its SVD coefficients (instant)."""
@@ -607,8 +624,8 @@ class NeuralNetwork:
     def check(self, source: SlabSource) -> None:
         check_model_for(source, self.model)
 
-    def run(self, source, settings, progress, cancel) -> ParameterMaps:  # noqa: ANN001 - the protocol's types
-        return reconstruct_nn(source, self.model, settings, progress=progress, cancel=cancel)
+    def run(self, source, settings, progress, cancel, b1_map=None) -> ParameterMaps:  # noqa: ANN001 - the protocol's
+        return reconstruct_nn(source, self.model, settings, progress=progress, cancel=cancel)  # it estimates B1 itself
 
     def curve(self, maps: ParameterMaps, sequence: Sequence, z: int, y: int, x: int) -> np.ndarray | None:
         """The fingerprint simulated with the network's T1, T2, T1rho (and B1) of a voxel (about 0.1 s)."""
@@ -768,8 +785,12 @@ def run(
     settings.validate()
     estimator.check(input.source)
     start = time.perf_counter()
-    maps = estimator.run(input.source, settings, progress, cancel)
+    maps = estimator.run(input.source, settings, progress, cancel, input.b1_map)
     warnings = list(maps.provenance.warnings) + list(input.warnings)
+    if input.b1_map is not None:
+        warnings.append(
+            "B1 from the measured map" if estimator.method == "dm" else "the network estimates B1 itself; map not used"
+        )
     if input.labels is not None and input.labels.note:
         warnings.append(f"labels: {input.labels.note}")
     provenance = maps.provenance.replace(

@@ -175,7 +175,8 @@ def reconstruct_dm(
     """Dictionary-matching reconstruction of ``series`` into T1, T2, T1rho (B1), PD and match maps.
 
     ``series`` may be a :class:`SlabSource`: it is then read slab by slab within
-    ``settings.memory_mb`` (see :func:`project_source`).
+    ``settings.memory_mb`` (see :func:`project_source`). ``b1_map`` (Z, Y, X), a measured
+    relative B1: each voxel is matched at its B1 (:mod:`mrfviewer.b1map`; NaN: B1 free).
     """
     settings = settings or ReconstructionSettings()
     settings.validate()
@@ -194,16 +195,29 @@ def reconstruct_dm(
     names = ["T1", "T2", "T1rho"] + (["B1"] if dictionary.grid.has_b1 else [])
 
     def run(voxels: np.ndarray, y: np.ndarray, sub: ProgressCallback | None) -> dict[str, np.ndarray]:
-        result = match_compressed(
-            dictionary,
-            y,
-            rank=rank,
-            b1=None if b1_flat is None else b1_flat[voxels],
-            refine=settings.refine,
-            memory_mb=settings.memory_mb,
-            progress=sub,
-            cancel=cancel,
-        )
+        if b1_flat is not None:
+            from mrfviewer.b1map import match_known_b1
+
+            result = match_known_b1(
+                dictionary,
+                y,
+                b1_flat[voxels],
+                rank=rank,
+                refine=settings.refine,
+                memory_mb=settings.memory_mb,
+                progress=sub,
+                cancel=cancel,
+            )
+        else:
+            result = match_compressed(
+                dictionary,
+                y,
+                rank=rank,
+                refine=settings.refine,
+                memory_mb=settings.memory_mb,
+                progress=sub,
+                cancel=cancel,
+            )
         out = {name: result.params[:, col].astype(np.float32) for col, name in enumerate(names)}
         out.update(
             PD=np.abs(result.pd).astype(np.float32),

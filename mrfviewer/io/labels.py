@@ -184,39 +184,64 @@ def _check_overlap(
         )
 
 
-def place_labels(
-    data: np.ndarray, affine_lps: np.ndarray, geometry: Geometry, shape: tuple[int, int, int], what: str
+def place_on_grid(
+    data: np.ndarray,
+    affine_lps: np.ndarray,
+    geometry: Geometry,
+    shape: tuple[int, int, int],
+    what: str,
+    *,
+    fill: float = 0,
+    coverage: bool = False,
 ) -> tuple[np.ndarray, str]:
-    """Nearest-neighbour resampling of a label array onto the series grid.
+    """Nearest-neighbour resampling of an array onto the series grid.
 
-    ``data`` is indexed (i, j, k) with ``affine_lps`` mapping (i, j, k, 1) to LPS mm.
-    Returns the (Z, Y, X) int32 labels and a note on how they were placed.
+    ``data`` is indexed (i, j, k) with ``affine_lps`` mapping (i, j, k, 1) to LPS mm. A label
+    map must lie on the series (its labelled voxels inside it); with ``coverage`` (a map
+    such as B1) the series must lie in the map instead. Series voxels the array does not
+    cover get ``fill``. Returns the (Z, Y, X) array and a note on how it was placed.
     """
     series_text = _describe_series(geometry, shape)
-    label_text = _describe_grid(what, data.shape, affine_lps)
-    _check_orientation(affine_lps[:3, :3], geometry, what, f"{label_text}; {series_text}")
-    labelled = np.argwhere(data != 0)
-    # The overlap test on at most 200k labelled voxels: a sample bounds the cost, not the verdict.
-    if len(labelled) > 200_000:
-        labelled = labelled[np.random.default_rng(0).choice(len(labelled), 200_000, replace=False)]
-    world = labelled @ affine_lps[:3, :3].T + affine_lps[:3, 3]
-    _check_overlap(world, geometry, shape, what, f"{label_text}; {series_text}")
+    grid_text = _describe_grid(what, data.shape, affine_lps)
+    _check_orientation(affine_lps[:3, :3], geometry, what, f"{grid_text}; {series_text}")
+    if not coverage:
+        labelled = np.argwhere(data != 0)
+        # The overlap test on at most 200k labelled voxels: a sample bounds the cost, not the verdict.
+        if len(labelled) > 200_000:
+            labelled = labelled[np.random.default_rng(0).choice(len(labelled), 200_000, replace=False)]
+        world = labelled @ affine_lps[:3, :3].T + affine_lps[:3, 3]
+        _check_overlap(world, geometry, shape, what, f"{grid_text}; {series_text}")
     inverse = np.linalg.inv(affine_lps)
-    out = np.zeros(shape, dtype=np.int32)
-    exact = True
+    dtype = np.int32 if data.dtype.kind in "iub" and float(fill).is_integer() else np.float64
+    out = np.full(shape, fill, dtype=dtype)
+    exact, covered = True, 0
     for z in range(shape[0]):
         points = _series_world(geometry, shape, z).reshape(-1, 3)
         index = points @ inverse[:3, :3].T + inverse[:3, 3]
         nearest = np.rint(index).astype(np.int64)
         exact &= bool(np.allclose(index, nearest, atol=1e-3))
         valid = np.all((nearest >= 0) & (nearest < np.array(data.shape)), axis=1)
-        plane = np.zeros(points.shape[0], dtype=np.int32)
+        covered += int(valid.sum())
+        plane = np.full(points.shape[0], fill, dtype=dtype)
         picked = nearest[valid]
         plane[valid] = data[picked[:, 0], picked[:, 1], picked[:, 2]]
         out[z] = plane.reshape(shape[1:])
+    if coverage and covered < (1 - OUTSIDE_TOLERANCE) * np.prod(shape):
+        share = 100 * (1 - covered / np.prod(shape))
+        raise MRFError(
+            f"{what} does not cover the series: {share:.0f} % of its voxels lie outside it ({grid_text}; {series_text})"
+        )
     same_grid = exact and data.size == out.size
-    note = "" if same_grid else f"resampled (nearest neighbour) from {label_text}"
+    note = "" if same_grid else f"resampled (nearest neighbour) from {grid_text}"
     return out, note
+
+
+def place_labels(
+    data: np.ndarray, affine_lps: np.ndarray, geometry: Geometry, shape: tuple[int, int, int], what: str
+) -> tuple[np.ndarray, str]:
+    """A label array on the series grid (see :func:`place_on_grid`): (Z, Y, X) int32 labels and a note."""
+    values, note = place_on_grid(data, affine_lps, geometry, shape, what)
+    return values.astype(np.int32, copy=False), note
 
 
 # -- NIfTI ------------------------------------------------------------------------------
