@@ -150,16 +150,24 @@ def load_grid(path: str | Path) -> ParameterGrid:
     return grid_from_dict(schemas.read_json(path, "grid file"), str(path))
 
 
-def default_knee_grid() -> ParameterGrid:
-    """The default knee grid: T1 100-3000 ms, T2 and T1rho 5-300 ms, 5% log steps, B1 = 1.
+#: The default grid's axes: relaxation times in 7 % log steps, relative B1+ from 0.6 to 1.4 in 0.1 steps.
+DEFAULT_GRID = {
+    "t1_ms": {"min": 100, "max": 3000, "step_percent": 7},
+    "t2_ms": {"min": 5, "max": 300, "step_percent": 7},
+    "t1rho_ms": {"min": 5, "max": 300, "step_percent": 7},
+    "b1": {"min": 0.6, "max": 1.4, "n": 9, "spacing": "linear"},
+}
 
-    The ranges cover cartilage, meniscus, muscle, marrow and fat at 3 T; synovial
-    fluid (T2 > 300 ms) lies outside and is matched to the grid edge.
+
+def default_knee_grid() -> ParameterGrid:
+    """The default knee grid: T1 100-3000 ms, T2 and T1rho 5-300 ms (7 % log steps), B1+ 0.6-1.4 (0.1 steps).
+
+    The ranges cover cartilage, meniscus, muscle, marrow and fat at 3 T; synovial fluid
+    (T2 > 300 ms) lies outside and is matched to the grid edge. B1+ is a fitted fourth
+    parameter: at 3 T it varies by +-20 % across the knee. The steps were chosen by
+    measurement (2,000 off-grid knee tissues, B1 0.7-1.3, knee sequence, DM with sub-grid
+    refinement, median error at SNR 30): 7 % steps give T1 0.29, T2 0.34, T1rho 1.75, B1 0.17 %
+    with 836k atoms; 5 % steps 0.27, 0.38, 1.57, 0.17 % with 2.1M atoms, 2.6 times the
+    memory and matching time.
     """
-    return grid_from_dict(
-        {
-            "t1_ms": {"min": 100, "max": 3000, "step_percent": 5},
-            "t2_ms": {"min": 5, "max": 300, "step_percent": 5},
-            "t1rho_ms": {"min": 5, "max": 300, "step_percent": 5},
-        }
-    )
+    return grid_from_dict(DEFAULT_GRID)

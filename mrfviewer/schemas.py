@@ -2,7 +2,8 @@
 
 Formats: the sequence file (and the ``mrf_sequence.json`` sidecar), the grid file, the
 training config, the model metadata (``model.json``), the attributes of HDF5 series files
-and of dictionary caches, label-name sidecars and batch ``done.json`` records. Every
+and of dictionary caches, the header of radial raw-data files (ISMRMRD), label-name sidecars
+and batch ``done.json`` records. Every
 format has limits on nesting depth, sizes and ranges, so that any bad value becomes one
 line naming the file, the field and what is allowed: never a traceback, never a huge
 allocation. :func:`read_json` is the one way a JSON file is read: only regular files,
@@ -363,7 +364,8 @@ class TrainConfigFile(Strict):
     weight_decay: Annotated[float, Field(ge=0, le=1.0, allow_inf_nan=False)] = 0.0
     n_train: Annotated[int, Field(ge=1, le=20_000_000)] = 100_000
     n_val: Annotated[int, Field(ge=1, le=2_000_000)] = 10_000
-    sampling: Literal["log-uniform", "grid"] = "log-uniform"
+    sampling: Literal["log-uniform", "grid", "knee"] = "log-uniform"
+    schedule: Literal["plateau", "cosine"] = "plateau"
     snr_min: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = 20.0
     snr_max: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = 200.0
     val_snr: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] = 50.0
@@ -466,6 +468,34 @@ class DictionaryAttributes(Strict):
     signal: Literal["complex", "magnitude"]
     rank: Annotated[int, Field(ge=1, le=64)]
     checksum: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+class RadialKspaceHeader(Strict):
+    """What mrfviewer reads from the XML header of a radial MRF raw-data file (ISMRMRD, see
+    :mod:`mrfviewer.io.ismrmrd_io`): the encoding (square reconstructed matrix, field of view,
+    slices, time points as ``contrast``, spokes per time point as ``kspace_encoding_step_1``) and
+    the sequence JSON of the user parameters."""
+
+    trajectory: Literal["radial", "goldenangle"]
+    matrix: Annotated[int, Field(ge=8, le=2048)]
+    matrix_y: Annotated[int, Field(ge=8, le=2048)]
+    fov_mm: Spacing
+    fov_y_mm: Spacing
+    slice_thickness_mm: Spacing
+    n_slices: Annotated[int, Field(ge=1, le=512)]
+    n_timepoints: Annotated[int, Field(ge=1, le=MAX_EXCITATIONS)]
+    spokes: Annotated[int, Field(ge=1, le=512)]
+    sequence: Annotated[str, Field(max_length=MAX_JSON_BYTES)] | None = None
+    description: Text = ""
+
+    @model_validator(mode="after")
+    def _square(self) -> RadialKspaceHeader:
+        if self.matrix != self.matrix_y or not math.isclose(self.fov_mm, self.fov_y_mm, rel_tol=1e-6):
+            raise ValueError(
+                f"the reconstructed matrix must be square with a square field of view, got {self.matrix} x "
+                f"{self.matrix_y} pixels and {self.fov_mm:g} x {self.fov_y_mm:g} mm"
+            )
+        return self
 
 
 class LabelNames(BaseModel):

@@ -12,7 +12,9 @@ def test_default_knee_grid_is_log_spaced_and_constrained():
     assert g.t2_ms[0] == pytest.approx(5) and g.t2_ms[-1] == pytest.approx(300)
     ratios = g.t2_ms[1:] / g.t2_ms[:-1]
     np.testing.assert_allclose(ratios, ratios[0])
-    assert ratios[0] <= 1.05 + 1e-9
+    assert ratios[0] <= 1.07 + 1e-9
+    np.testing.assert_allclose(g.b1, np.linspace(0.6, 1.4, 9))  # B1+ is a fitted fourth parameter
+    assert g.has_b1
     params, index = g.atoms()
     assert np.all(params[:, 1] <= params[:, 0]) and np.all(params[:, 1] <= params[:, 2])
     assert np.all(params[:, 2] <= params[:, 0])

@@ -36,12 +36,13 @@ from mrfviewer.grid import ParameterGrid, default_knee_grid, grid_from_dict
 from mrfviewer.io.atomic import atomic_write
 from mrfviewer.nn.features import fingerprint_features
 from mrfviewer.nn.model import ACTIVATIONS, MRFNet
-from mrfviewer.sampling import sample_parameters
+from mrfviewer.sampling import sample_knee_prior, sample_parameters
 from mrfviewer.sequence import Sequence
 from mrfviewer.simulation import simulate_fingerprints
 
 LOSSES = ("mse_log", "relative")
-SAMPLINGS = ("log-uniform", "grid")
+SAMPLINGS = ("log-uniform", "grid", "knee")
+SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass
@@ -66,6 +67,8 @@ class TrainConfig:
     signal: str = "complex"
     seed: int = 0
     grid: dict[str, Any] | None = None  # grid JSON (ranges + constraints); default knee grid
+    #: Learning-rate schedule: halve on a plateau of the validation loss, or cosine decay over the epochs.
+    schedule: str = "plateau"
 
     def validate(self) -> None:
         if self.activation not in ACTIVATIONS:
@@ -85,6 +88,8 @@ class TrainConfig:
             raise MRFError("need 0 < snr_min <= snr_max")
         if self.signal not in ("complex", "magnitude"):
             raise MRFError("signal must be 'complex' or 'magnitude'")
+        if self.schedule not in SCHEDULES:
+            raise MRFError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
     def parameter_grid(self) -> ParameterGrid:
         return grid_from_dict(self.grid) if self.grid is not None else default_knee_grid()
@@ -138,6 +143,11 @@ def make_training_data(
         atoms, _ = grid.atoms()
         train = atoms[rng.choice(len(atoms), config.n_train, replace=len(atoms) < config.n_train)]
         params = np.concatenate([train, sample_parameters(grid, config.n_val, rng)])
+    elif config.sampling == "knee":
+        # Training on the prior of the scans it serves: the network approaches the posterior mean there.
+        params = np.concatenate(
+            [sample_knee_prior(grid, config.n_train, rng), sample_parameters(grid, config.n_val, rng)]
+        )
     else:
         params = sample_parameters(grid, n, rng)
     t = sequence.n_timepoints
@@ -301,7 +311,15 @@ def train(
     model.in_mean.copy_(features.mean(dim=0))
     model.in_sd.copy_(features.std(dim=0).clamp_min(1e-3))
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=max(1, config.patience // 3))
+    scheduler: Any
+    if config.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimiser, T_max=config.epochs, eta_min=0.01 * config.learning_rate
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimiser, factor=0.5, patience=max(1, config.patience // 3)
+        )
     val_gen = torch.Generator().manual_seed(config.seed + 2)
     val_snr = torch.full((data.coeffs[va].shape[0],), config.val_snr)
     val_noisy = fingerprint_features(add_compressed_noise(data.coeffs[va], data.sigma_per_snr1[va], val_snr, val_gen))
@@ -343,7 +361,7 @@ def train(
         model.eval()
         with torch.no_grad():
             val_loss = float(_loss(config, model(val_noisy)[0], y_val, sd.float()))
-        scheduler.step(val_loss)
+        scheduler.step() if config.schedule == "cosine" else scheduler.step(val_loss)
         mape = evaluate_mape(model, val_noisy, data.log_params[va], mean, sd)
         history.append(
             {
