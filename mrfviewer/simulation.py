@@ -468,8 +468,12 @@ def _flash(state: State, block: Readout, out: torch.Tensor | None, offset: int) 
     z0 = state.z0()
     rows = torch.empty((block.n - start + 1, t.t1.numel()), dtype=z0.dtype, device=z0.device)
     rows[0] = z0
+    reference = not isinstance(state, _RealEpg)  # the general path: plain ops, so forward-mode AD runs through
     for i in range(block.n - start):
-        torch.addcmul(recovery[i if varying else 0], rows[i], factor[i], out=rows[i + 1])
+        if reference:
+            rows[i + 1] = torch.addcmul(recovery[i if varying else 0], rows[i], factor[i])
+        else:
+            torch.addcmul(recovery[i if varying else 0], rows[i], factor[i], out=rows[i + 1])
     if out is not None:
         weights = sin_a[start:] * _per_pulse(block.te_ms[start:], echo[start:])  # (pulses, N)
         target = out[offset + start : offset + block.n]
