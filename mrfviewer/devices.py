@@ -23,11 +23,9 @@ from collections.abc import Iterator
 import torch
 
 from mrfviewer.errors import MRFError
+from mrfviewer.settings import DEVICES
 
 log = logging.getLogger(__name__)
-
-#: Devices a user can ask for.
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def cuda_available() -> bool:

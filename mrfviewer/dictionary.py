@@ -541,12 +541,14 @@ def get_dictionary(
     settings: DictionarySettings | None = None,
     *,
     use_cache: bool = True,
+    device: str | torch.device = "cpu",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Dictionary:
     """The dictionary for ``sequence`` and ``grid``: from the cache if a valid file exists, else generated.
 
-    A cached file that is incomplete, foreign or stale is ignored and replaced.
+    A cached file that is incomplete, foreign or stale is ignored and replaced. ``device``:
+    where a dictionary that has to be generated is simulated (the content does not depend on it).
     """
     settings = settings or DictionarySettings()
     settings.validate()
@@ -561,7 +563,7 @@ def get_dictionary(
             return dictionary
         except MRFError as exc:
             log.warning("ignoring cached dictionary: %s", exc)
-    dictionary = generate_dictionary(sequence, grid, settings, progress=progress, cancel=cancel)
+    dictionary = generate_dictionary(sequence, grid, settings, device=device, progress=progress, cancel=cancel)
     if use_cache:
         try:
             save_dictionary(dictionary, path, overwrite=True)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
@@ -33,7 +35,7 @@ from threadpoolctl import threadpool_limits
 from mrfviewer.dictionary import Dictionary
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report
 from mrfviewer.errors import MRFError
-from mrfviewer.search import Exhaustive, GridIndex, check_search, fast_best_atoms
+from mrfviewer.search import Exhaustive, GridIndex, check_search, coarse_steps, fast_best_atoms, polish
 from mrfviewer.settings import DEFAULT_MEMORY_MB
 
 #: Blocks larger than this gain nothing: the argmax pass then runs out of cache
@@ -71,6 +73,7 @@ def best_atoms(
     atoms: np.ndarray,
     *,
     memory_mb: float = DEFAULT_MEMORY_MB,
+    conjugated: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +89,8 @@ def best_atoms(
         (n_voxels, K) complex compressed signals.
     atoms
         (n_atoms, K) complex unit-norm compressed atoms.
+    conjugated
+        Their complex64 conjugates, if already at hand (else computed: one copy).
 
     Returns
     -------
@@ -100,7 +105,7 @@ def best_atoms(
     cv, _ = chunk_sizes(n_vox, n_atoms, memory_mb)
     threads = match_threads(-(-n_vox // cv))
     cv, ca = chunk_sizes(-(-n_vox // threads), n_atoms, memory_mb / threads)
-    atoms_conj = np.conjugate(atoms.astype(np.complex64, copy=False))  # (n_atoms, K), one copy
+    atoms_conj = conjugated if conjugated is not None else np.conjugate(atoms.astype(np.complex64, copy=False))
     y = np.ascontiguousarray(y, dtype=np.complex64)
     buffers = threading.local()
     done = [0]
@@ -183,12 +188,15 @@ def _quadratic_peak(
         pos[t] = np.clip(shifted, 0, table.shape[t] - 1)
     neighbours = table[tuple(pos)]
     valid &= neighbours >= 0
-    corr = np.abs(np.einsum("nmk,nk->nm", atoms[np.maximum(neighbours, 0)].conj(), y))
+    gathered = atoms[np.maximum(neighbours, 0)].astype(np.complex128)  # (n, m, K)
+    corr = np.abs(np.matmul(gathered.conj(), y[:, :, None])[..., 0])
     corr /= np.maximum(np.linalg.norm(y, axis=1), np.finfo(np.float64).tiny)[:, None]
     w = valid.astype(np.float64)
-    normal = np.einsum("nm,mi,mj->nij", w, design, design)
-    normal += 1e-9 * np.eye(design.shape[1])
-    rhs = np.einsum("nm,mi,nm->ni", w, design, corr)
+    # Weighted normal equations as two GEMMs: sum_m w D_mi D_mj = w @ (D_i D_j) and sum_m w c D_mi.
+    q = design.shape[1]
+    normal = (w @ (design[:, :, None] * design[:, None, :]).reshape(-1, q * q)).reshape(n, q, q)
+    normal += 1e-9 * np.eye(q)
+    rhs = (w * corr) @ design
     coef = np.linalg.solve(normal, rhs[..., None])[..., 0]
     grad = coef[:, 1 : 1 + p]
     hess = np.zeros((n, p, p))
@@ -215,7 +223,8 @@ def _refine(
     best: np.ndarray,
     fixed_b1: bool,
     iterations: int = 3,
-    chunk: int = 2048,
+    chunk: int = 1024,
+    table: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sub-grid parameters by a quadratic fit of the correlation around the best atom.
 
@@ -225,11 +234,12 @@ def _refine(
     logarithm of each parameter with the local grid step. Returns (n, 4) parameters.
     """
     grid = dictionary.grid
-    table = grid.lookup()
+    table = grid.lookup() if table is None else table
     free = [0, 1, 2] + ([3] if grid.has_b1 and not fixed_b1 else [])
     logs = [np.log(grid.axis(a)) for a in ("t1_ms", "t2_ms", "t1rho_ms", "b1")]
     params = dictionary.params[best].copy()
-    for start in range(0, best.size, chunk):
+
+    def run(start: int) -> None:
         sl = slice(start, start + chunk)
         idx = dictionary.index[best[sl]].copy()
         yc = y[sl]
@@ -254,26 +264,36 @@ def _refine(
             down = lv[i] - lv[np.maximum(i - 1, 0)]
             local = np.where(delta[:, col] >= 0, up, down)
             params[sl, axis] = np.exp(lv[i] + delta[:, col] * local)
+
+    # Chunks are independent: one thread per core (numpy's BLAS pinned to one thread each).
+    starts = list(range(0, best.size, chunk))
+    threads = match_threads(len(starts))
+    if threads == 1:
+        for start in starts:
+            run(start)
+    else:
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+            for future in [pool.submit(run, start) for start in starts]:
+                future.result()
     return params
 
 
 def best_atoms_torch(
     y: np.ndarray,
-    atoms: np.ndarray,
-    device: torch.device,
+    atoms_conj: torch.Tensor,
     *,
     memory_mb: float = DEFAULT_MEMORY_MB,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`best_atoms` as torch GEMMs on ``device`` (a GPU), in blocks within ``memory_mb``."""
-    n_vox, n_atoms = y.shape[0], atoms.shape[0]
+    """:func:`best_atoms` as torch GEMMs on the device of ``atoms_conj`` (conjugated atoms; a GPU)."""
+    device = atoms_conj.device
+    n_vox, n_atoms = y.shape[0], atoms_conj.shape[0]
     best = torch.zeros(n_vox, dtype=torch.int64, device=device)
     power = torch.full((n_vox,), -1.0, dtype=torch.float32, device=device)
     if n_vox == 0:
         return best.cpu().numpy(), power.cpu().numpy()
     cv, ca = chunk_sizes(n_vox, n_atoms, memory_mb)
-    atoms_conj = torch.from_numpy(np.ascontiguousarray(atoms, dtype=np.complex64)).to(device).conj()
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.complex64)).to(device)
     for v0 in range(0, n_vox, cv):
         for a0 in range(0, n_atoms, ca):
@@ -287,13 +307,80 @@ def best_atoms_torch(
     return best.cpu().numpy(), power.cpu().numpy()
 
 
-def _exhaustive(device: torch.device, memory_mb: float, cancel: CancelToken | None) -> Exhaustive:
-    """The exhaustive matcher for ``device``: numpy blocks in threads on the CPU, torch GEMMs on a GPU."""
+@dataclass(frozen=True, eq=False)
+class _Atoms:
+    """A dictionary's unit-norm compressed atoms at one rank, prepared once for every slab."""
 
-    def best(y: np.ndarray, atoms: np.ndarray, progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray]:
+    atoms: np.ndarray  # (N, K) complex64
+    conjugated: np.ndarray  # (N, K) complex64
+    scale: np.ndarray  # (N,) float32
+    on_device: dict[str, torch.Tensor]  # device name -> conjugated atoms there
+    grid: list[GridIndex]  # the grid structure, built when first needed
+
+
+#: The compressed atoms of the dictionaries matched most recently: (dictionary, rank) -> atoms.
+_PREPARED: OrderedDict[tuple[int, int], tuple[weakref.ref[Dictionary], _Atoms]] = OrderedDict()
+_PREPARED_LOCK = threading.Lock()
+
+
+def _prepared(dictionary: Dictionary, rank: int) -> _Atoms:
+    """The compressed atoms of ``dictionary`` at ``rank`` (normalised and conjugated once, not per slab)."""
+    key = (id(dictionary), rank)
+    with _PREPARED_LOCK:
+        entry = _PREPARED.get(key)
+        if entry is not None and entry[0]() is dictionary:
+            _PREPARED.move_to_end(key)
+            return entry[1]
+    _, atoms, scale = dictionary.compressed(rank)
+    prepared = _Atoms(atoms, np.conjugate(atoms), scale, {}, [])
+    with _PREPARED_LOCK:
+        _PREPARED[key] = (weakref.ref(dictionary), prepared)
+        while len(_PREPARED) > 2:  # 2 M atoms at K 16 are 270 MB: keep few
+            _PREPARED.popitem(last=False)
+    return prepared
+
+
+def prepare(dictionary: Dictionary, rank: int | None = None, device: torch.device | str = "cpu") -> None:
+    """Prepare a dictionary for matching once (normalised, conjugated atoms on ``device``, grid structure).
+
+    :func:`match_compressed` does it on first use; reconstructions call it before timing the matching.
+    """
+    prepared = _prepared(dictionary, dictionary.rank if rank is None else int(rank))
+    _on_device(prepared, torch.device(device))
+    _grid_index(prepared, dictionary)
+
+
+def _grid_index(prepared: _Atoms, dictionary: Dictionary) -> GridIndex:
+    """The grid structure of the dictionary (built once with its prepared atoms)."""
+    if not prepared.grid:
+        g = dictionary.grid
+        steps = coarse_steps([g.t1_ms, g.t2_ms, g.t1rho_ms, g.b1])
+        prepared.grid.append(GridIndex(dictionary.index, g.lookup(), steps))
+    return prepared.grid[0]
+
+
+def _on_device(prepared: _Atoms, device: torch.device) -> torch.Tensor:
+    """The conjugated atoms as a torch tensor on ``device`` (shares memory on the CPU)."""
+    name = str(device)
+    if name not in prepared.on_device:
+        prepared.on_device[name] = torch.from_numpy(prepared.conjugated).to(device)
+    return prepared.on_device[name]
+
+
+def _exhaustive(prepared: _Atoms, device: torch.device, memory_mb: float, cancel: CancelToken | None) -> Exhaustive:
+    """The exhaustive matcher among given atoms: numpy blocks in threads on the CPU, torch GEMMs on a GPU."""
+
+    def best(
+        y: np.ndarray, subset: np.ndarray | None, progress: ProgressCallback | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if device.type == "cpu":
-            return best_atoms(y, atoms, memory_mb=memory_mb, progress=progress, cancel=cancel)
-        return best_atoms_torch(y, atoms, device, memory_mb=memory_mb, progress=progress, cancel=cancel)
+            atoms = prepared.atoms if subset is None else prepared.atoms[subset]
+            conj = prepared.conjugated if subset is None else prepared.conjugated[subset]
+            return best_atoms(y, atoms, memory_mb=memory_mb, conjugated=conj, progress=progress, cancel=cancel)
+        on_device = _on_device(prepared, device)
+        if subset is not None:
+            on_device = on_device[torch.from_numpy(subset).to(device)]
+        return best_atoms_torch(y, on_device, memory_mb=memory_mb, progress=progress, cancel=cancel)
 
     return best
 
@@ -341,10 +428,11 @@ def match_compressed(
         raise MRFError(f"compressed signals must have shape (n, {k}), got {y.shape}")
     check_search(search)
     device = torch.device(device)
-    _, atoms, scale = dictionary.compressed(k)
+    prepared = _prepared(dictionary, k)
+    atoms, scale = prepared.atoms, prepared.scale
     n = y.shape[0]
     y = y.astype(np.complex64, copy=False)
-    exhaustive = _exhaustive(device, memory_mb, cancel)
+    exhaustive = _exhaustive(prepared, device, memory_mb, cancel)
     nearest = None
     if b1 is not None:
         b1 = np.asarray(b1, dtype=np.float64).reshape(-1)
@@ -353,20 +441,17 @@ def match_compressed(
         grid_b1 = dictionary.grid.b1
         nearest = np.argmin(np.abs(np.nan_to_num(b1, nan=1.0)[:, None] - grid_b1[None, :]), axis=1)
     if search == "fast":
-        grid = GridIndex(dictionary.index, dictionary.grid.lookup())
         best, power = fast_best_atoms(
-            grid,
+            _grid_index(prepared, dictionary),
             y,
-            atoms,
+            _on_device(prepared, device),
             exhaustive,
             b1_position=nearest,
-            device=device,
-            memory_mb=memory_mb,
             progress=progress,
             cancel=cancel,
         )
     elif nearest is None:
-        best, power = exhaustive(y, atoms, progress)
+        best, power = exhaustive(y, None, progress)
     else:
         best = np.zeros(n, dtype=np.int64)
         power = np.zeros(n, dtype=np.float32)
@@ -374,10 +459,15 @@ def match_compressed(
             check_cancel(cancel)
             voxels = np.nonzero(nearest == ib)[0]
             candidates = np.nonzero(dictionary.index[:, 3] == ib)[0]
-            sub_best, sub_power = exhaustive(y[voxels], atoms[candidates], None)
+            sub_best, sub_power = exhaustive(y[voxels], candidates, None)
             best[voxels] = candidates[sub_best]
             power[voxels] = sub_power
         report(progress, 1.0, "matching")
+    if search == "fast" or dictionary.n_atoms > 1:
+        grid_index = _grid_index(prepared, dictionary)
+        best, power = polish(
+            grid_index, y, _on_device(prepared, device), best, fixed_b1=nearest is not None, cancel=cancel
+        )
     y_norm = np.linalg.norm(y, axis=1)
     match = np.sqrt(np.maximum(power, 0)) / np.maximum(y_norm, np.finfo(np.float32).tiny)
     params = dictionary.params[best].copy()
@@ -385,7 +475,12 @@ def match_compressed(
         off_grid = 1.0 - match.astype(np.float64) ** 2 > _ON_GRID
         if off_grid.any():
             params[off_grid] = _refine(
-                dictionary, atoms, y[off_grid].astype(np.complex128), best[off_grid], fixed_b1=nearest is not None
+                dictionary,
+                atoms,
+                y[off_grid].astype(np.complex128),
+                best[off_grid],
+                fixed_b1=nearest is not None,
+                table=_grid_index(prepared, dictionary).table,
             )
     inner = np.einsum("nk,nk->n", atoms[best].conj(), y)
     pd = (inner / np.maximum(scale[best], np.finfo(np.float32).tiny)).astype(np.complex64)

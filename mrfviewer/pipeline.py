@@ -678,6 +678,7 @@ class EstimatorCache:
         sequence: Sequence,
         signal: str,
         *,
+        device: str = "auto",
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> Estimator:
@@ -687,7 +688,7 @@ class EstimatorCache:
                 self._items.move_to_end(key)
                 report(progress, 1.0, "estimator ready")
                 return self._items[key]
-        estimator = _build_estimator(choice, sequence, signal, progress, cancel)
+        estimator = _build_estimator(choice, sequence, signal, progress, cancel, device)
         with self._lock:
             self._items[key] = estimator
             while len(self._items) > self._size:
@@ -712,7 +713,10 @@ def _build_estimator(
     signal: str,
     progress: ProgressCallback | None,
     cancel: CancelToken | None,
+    device: str = "auto",
 ) -> Estimator:
+    from mrfviewer.devices import resolve_device
+
     choice.validate()
     key = (sequence.hash, signal)
     if choice.method == "nn":
@@ -726,7 +730,12 @@ def _build_estimator(
         report(progress, 1.0, "dictionary loaded")
         return DictionaryMatching(dictionary)
     dictionary = get_dictionary(
-        sequence, choice.grid_value(), DictionarySettings(signal=signal), progress=progress, cancel=cancel
+        sequence,
+        choice.grid_value(),
+        DictionarySettings(signal=signal),
+        device=resolve_device(device)[0],
+        progress=progress,
+        cancel=cancel,
     )
     return DictionaryMatching(dictionary)
 
@@ -737,15 +746,17 @@ def make_estimator(
     signal: str,
     *,
     cache: EstimatorCache | None = None,
+    device: str = "auto",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Estimator:
     """The estimator of ``choice`` for series of ``sequence`` and ``signal`` ("complex"/"magnitude").
 
-    DM builds (or reads from the disk cache) the dictionary of that sequence and signal;
-    a dictionary file or network made for another sequence or signal is refused here.
+    DM builds (or reads from the disk cache) the dictionary of that sequence and signal,
+    simulated on ``device`` (``auto``: a CUDA GPU if torch sees one); a dictionary file or
+    network made for another sequence or signal is refused here.
     """
-    return (cache or _CACHE).get(choice, sequence, signal, progress=progress, cancel=cancel)
+    return (cache or _CACHE).get(choice, sequence, signal, device=device, progress=progress, cancel=cancel)
 
 
 def planned_outputs(choice: EstimatorChoice) -> list[str]:
@@ -930,6 +941,7 @@ def reconstruct_input(
         input.sequence,
         input.signal,
         cache=cache,
+        device=(settings or ReconstructionSettings()).device,
         progress=prefixed(scaled(progress, 0.0, split), stage),
         cancel=cancel,
     )

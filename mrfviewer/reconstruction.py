@@ -12,11 +12,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from mrfviewer.devices import resolve_device
 from mrfviewer.dictionary import Dictionary
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report, scaled
 from mrfviewer.errors import MRFError
 from mrfviewer.maps import ParameterMaps
-from mrfviewer.matching import DEFAULT_MEMORY_MB, match_compressed
+from mrfviewer.matching import DEFAULT_MEMORY_MB, match_compressed, prepare
 from mrfviewer.nn.inference import predict, resolve_precision
 from mrfviewer.nn.model_io import LoadedModel
 from mrfviewer.provenance import DictionaryInfo, ModelInfo, Provenance
@@ -193,6 +194,10 @@ def reconstruct_dm(
     )
     mask = mask_from_norms(projected.norms, settings.mask_threshold, shape)
     names = ["T1", "T2", "T1rho"] + (["B1"] if dictionary.grid.has_b1 else [])
+    device, device_warning = resolve_device(settings.device)
+    # Normalised atoms and the grid structure are prepared once per dictionary, outside the
+    # matching time (they do not depend on the search).
+    prepare(dictionary, rank, device)
 
     def run(voxels: np.ndarray, y: np.ndarray, sub: ProgressCallback | None) -> dict[str, np.ndarray]:
         if b1_flat is not None:
@@ -214,6 +219,8 @@ def reconstruct_dm(
                 y,
                 rank=rank,
                 refine=settings.refine,
+                search=settings.search,
+                device=device,
                 memory_mb=settings.memory_mb,
                 progress=sub,
                 cancel=cancel,
@@ -250,9 +257,12 @@ def reconstruct_dm(
             rank=rank,
             ranges=dictionary.grid.ranges(),
         ),
+        # A measured B1 map takes mrfviewer.b1map's matching at the known B1, which is exhaustive.
+        search=settings.search if b1_flat is None else "exhaustive",
         seconds=time.perf_counter() - start,
         matching_seconds=matching_seconds,
         at_range_limit=grid_edge_counts(dictionary, params),
+        warnings=(device_warning,) if device_warning else (),
     )
     return ParameterMaps(
         values=maps, mask=mask, provenance=provenance, geometry=source.geometry, atom=atom, pd_phase=pd_phase
@@ -309,10 +319,11 @@ def reconstruct_nn(
     )
     mask = mask_from_norms(projected.norms, settings.mask_threshold, shape)
     names = list(model.param_names)
-    precision = resolve_precision(settings.nn_precision)
+    device, device_warning = resolve_device(settings.device)
+    precision = resolve_precision(settings.nn_precision, device)
 
     def run(voxels: np.ndarray, y: np.ndarray, sub: ProgressCallback | None) -> dict[str, np.ndarray]:
-        result = predict(model, y, precision=precision, progress=sub, cancel=cancel)
+        result = predict(model, y, precision=precision, device=device, progress=sub, cancel=cancel)
         out = {name: result.params[:, i].astype(np.float32) for i, name in enumerate(names)}
         out["PD"] = result.pd
         out.update(
@@ -340,5 +351,6 @@ def reconstruct_nn(
             ranges=ranges,
         ),
         seconds=time.perf_counter() - start,
+        warnings=(device_warning,) if device_warning else (),
     )
     return ParameterMaps(values=values, mask=mask, provenance=provenance, geometry=source.geometry)

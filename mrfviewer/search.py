@@ -1,55 +1,67 @@
 """Fast dictionary search: coarse to fine on the parameter grid, then a local climb.
 
 Exhaustive matching correlates every voxel with every atom. With relative B1 as a
-fourth grid dimension the knee dictionary has about 2.1 M atoms, and that GEMM takes
-about 30 s per 128 x 128 slice on 2 cores. The correlation |<a, y>| of a voxel varies
-smoothly over the grid (neighbouring atoms at 5 % steps correlate above 0.99), so the
-best atom can be found from a coarse look (in the spirit of the coarse-to-fine and
-group matching of Cauley et al., MRM 2015;74:523):
+fourth grid dimension the knee dictionary has 0.8-2.1 M atoms (7 % or 5 % steps), and
+that GEMM takes tens of seconds per 128 x 128 slice on 2 cores. The correlation
+|<a, y>| of a voxel varies smoothly over the grid (neighbouring atoms correlate above
+0.999), so the best atom can be found from a coarse look, in the spirit of the
+coarse-to-fine and group matching of Cauley et al. (MRM 2015;74:523):
 
-1. **coarse**: exhaustive matching against the atoms on a coarse sub-grid, every
-   ``step``-th grid point along each axis (and the last), about 1/50 of the atoms;
-2. **box**: every atom within ``step - 1`` grid steps of the best coarse atom on each
-   axis (the coarse cell around it and half of each neighbouring cell);
-3. **climb**: from the best atom so far, its 3^P grid neighbours (P free axes, with
-   diagonals), moving to the best of them until the atom is a local maximum of the
-   correlation on the grid (at most ``climb`` moves).
+1. **coarse**: exhaustive matching against the atoms of a coarse sub-grid: every
+   ``step``-th grid point along each axis, and the last (steps 3, 3, 3, 2 along T1, T2,
+   T1rho, B1 on the knee grids: 1/40-1/50 of the atoms; :func:`coarse_steps`);
+2. **climb**: the best atom within ``reach`` = 2 grid steps along every free axis
+   (diagonals included: 5^4 = 625 atoms; the first move covers the coarse cell and its
+   neighbours), repeated from where a voxel moved until none moves. The neighbourhoods of
+   a block of voxels with nearby starts are merged and matched by one GEMM;
+3. **polish** (:func:`polish`, after either search): the atom and its 3^P neighbours
+   ranked in float64, until stable. Neighbouring atoms often correlate with a voxel
+   within float32 rounding; ranking them in float64 settles such ties the same way
+   after both searches (the exhaustive atom is then the true maximum as well).
 
-The result is always a local maximum of the correlation on the full grid; it is the
-exhaustive search's atom unless the global maximum lies outside the box of the best
-coarse atom and no uphill path of grid neighbours leads to it. Stated exactness
-(benchmark 9, 4-parameter knee dictionary, digital knee with a B1 field at SNR 50):
-the share of voxels matched to the same atom as the exhaustive search, measured on
-every run of the benchmark, with the target >= 99.5 %; voxels off the exhaustive atom
-sit on a nearly flat ridge where both atoms correlate within noise, and their refined
-parameters differ little (the median map difference is in the benchmark too).
+The result is a local maximum of the correlation over 2-step neighbourhoods. It is the
+exhaustive atom unless the global maximum lies further than 2 steps from every uphill
+path out of the coarse cell: a second, separate ridge of the correlation. Stated
+exactness: benchmark 9 measures the share of voxels matched to the same atom as the
+exhaustive search (digital knee with a smooth B1 field, SNR 50; target >= 99.5 %,
+99.9 % measured) and the median map differences; a test checks >= 99.5 % on a noisy
+four-parameter test grid.
 
 Memory: the coarse stage is :func:`mrfviewer.matching.best_atoms` (blocks within the
-budget); the box and the climb gather (voxels, candidates, K) blocks sized to the
-budget. Devices: on a CUDA device every stage runs as torch GEMMs and gathers there.
+budget); the climb holds a block of 64 voxels against the merged neighbourhoods.
+Devices: the climb runs as torch GEMMs on the device of the atoms given (a GPU).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from mrfviewer.devices import single_threaded_ops, usable_cores
 from mrfviewer.engine import CancelToken, ProgressCallback, check_cancel, report, scaled
 from mrfviewer.errors import MRFError
+from mrfviewer.settings import SEARCHES
 
-#: Searches a reconstruction can use.
-SEARCHES = ("fast", "exhaustive")
-#: Coarse steps along T1, T2, T1rho and B1 (grid points), and the most climbing moves.
+__all__ = ["SEARCHES", "GridIndex", "check_search", "coarse_steps", "fast_best_atoms", "polish"]
+
+#: Coarse steps along T1, T2, T1rho and B1 (grid points), the reach of a climbing move in
+#: grid steps (per axis, diagonals included) and the most moves.
 COARSE_STEPS = (3, 3, 3, 2)
+#: Relative spacing of the coarse grid it aims at (3 steps of 7 %).
+COARSE_SPACING = 0.2
+CLIMB_REACH = 2
 CLIMB_MOVES = 8
 _TABLE_AXIS = (1, 2, 3, 0)  # position of T1, T2, T1rho, B1 in the grid lookup table
 
-#: ``best(y, atoms, progress)``: exhaustive best atom and squared correlation of ``y``.
-Exhaustive = Callable[[np.ndarray, np.ndarray, ProgressCallback | None], tuple[np.ndarray, np.ndarray]]
+#: ``best(y, atom_indices, progress)``: exhaustive best (position in ``atom_indices``) and squared
+#: correlation of ``y`` among the atoms ``atom_indices``.
+Exhaustive = Callable[[np.ndarray, np.ndarray | None, ProgressCallback | None], tuple[np.ndarray, np.ndarray]]
 
 
 def check_search(search: str) -> str:
@@ -65,6 +77,7 @@ class GridIndex:
 
     index: np.ndarray  # (N, 4) int64 axis positions: T1, T2, T1rho, B1
     table: np.ndarray  # (nB1, nT1, nT2, nT1rho) int64 atom at each grid point, -1 where excluded
+    steps: tuple[int, int, int, int] = COARSE_STEPS  # coarse steps per axis (see coarse_steps)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -99,27 +112,50 @@ class GridIndex:
         return np.flatnonzero(keep)
 
 
+def coarse_steps(axes: list[np.ndarray], spacing: float = COARSE_SPACING) -> tuple[int, int, int, int]:
+    """Coarse steps (grid points) along T1, T2, T1rho, B1: a relative spacing near ``spacing``.
+
+    At most :data:`COARSE_STEPS` (measured on the 5 % and 7 % knee grids, benchmark 9); an
+    axis whose own step is already coarse (the 15 % test grids) is thinned less or not at all.
+    """
+    steps = []
+    for values, most in zip(axes, COARSE_STEPS, strict=True):
+        if values.size < 2:
+            steps.append(1)
+            continue
+        relative = float(np.median(np.diff(np.log(values))))
+        steps.append(min(most, max(1, int(np.floor(spacing / relative + 0.5)))))
+    return (steps[0], steps[1], steps[2], steps[3])
+
+
 def _offsets(reach: tuple[int, ...]) -> np.ndarray:
     """All offsets (M, 4) with |offset| <= reach per axis."""
     ranges = [range(-r, r + 1) for r in reach]
     return np.array(list(itertools.product(*ranges)), dtype=np.int64)
 
 
-def _candidate_scores(
-    atoms_conj: torch.Tensor, y: torch.Tensor, candidates: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best candidate and its |<a, y>|^2 per voxel; ``candidates`` (n, M), -1 = none.
+#: Voxels per block of the local search: their neighbourhoods, merged, are matched by one GEMM.
+_BLOCK = 64
 
-    One gather of the candidate atoms and one batched product per block: no loop over voxels.
+
+def _block_best(
+    grid: GridIndex,
+    atoms_conj: torch.Tensor,
+    y: torch.Tensor,
+    start: np.ndarray,
+    offsets: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best atom and |<a, y>|^2 per voxel of one block among the atoms around the block's starts.
+
+    The neighbourhoods of all voxels of the block are merged and matched by one GEMM: each
+    voxel searches a superset of its own neighbourhood (voxels are sorted by their start,
+    so a block's neighbourhoods overlap and the merged set stays near one neighbourhood).
     """
-    cand = torch.from_numpy(np.maximum(candidates, 0)).to(atoms_conj.device)
-    gathered = atoms_conj[cand]  # (n, M, K)
-    corr = torch.bmm(gathered, y[:, :, None])[..., 0]  # (n, M)
-    power = corr.real**2 + corr.imag**2
-    power[torch.from_numpy(candidates < 0).to(power.device)] = -1.0
-    value, arg = torch.max(power, dim=1)
-    best = np.take_along_axis(candidates, arg.cpu().numpy()[:, None], axis=1)[:, 0]
-    return best, value.cpu().numpy()
+    cand = grid.atom_at(grid.index[start][:, None, :] + offsets[None, :, :])
+    union = torch.from_numpy(np.unique(cand[cand >= 0])).to(atoms_conj.device)
+    corr = y @ atoms_conj[union].to(y.dtype).T  # (b, U)
+    value, arg = torch.max(corr.real**2 + corr.imag**2, dim=1)
+    return union[arg].cpu().numpy(), value.cpu().numpy()
 
 
 def _local_search(
@@ -127,37 +163,44 @@ def _local_search(
     atoms_conj: torch.Tensor,
     y: torch.Tensor,
     start: np.ndarray,
-    start_power: np.ndarray,
+    power: np.ndarray,
     offsets: np.ndarray,
-    memory_mb: float,
+    threads: int,
     cancel: CancelToken | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The best atom among ``start`` and the atoms at ``offsets`` around it, per voxel, in bounded blocks."""
-    k = atoms_conj.shape[1]
-    block = max(1, int(min(memory_mb, 16) * 2**20 // (offsets.shape[0] * k * 8 * 3)))
-    best, power = start.copy(), start_power.copy()
-    for v0 in range(0, y.shape[0], block):
+    """The best atom among ``start`` and the atoms at ``offsets`` around it (or around a block-mate's)."""
+    order = np.argsort(start, kind="stable")
+    best, best_power = start.copy(), power.copy()
+
+    def run(b0: int) -> None:
         check_cancel(cancel)
-        sl = slice(v0, v0 + block)
-        pos = grid.index[start[sl]][:, None, :] + offsets[None, :, :]
-        cand_best, cand_power = _candidate_scores(atoms_conj, y[sl], grid.atom_at(pos))
-        better = cand_power > power[sl]
-        best[sl][better] = cand_best[better]
-        power[sl][better] = cand_power[better]
-    return best, power
+        vox = order[b0 : b0 + _BLOCK]
+        found, value = _block_best(grid, atoms_conj, y[torch.from_numpy(vox).to(y.device)], start[vox], offsets)
+        better = value > best_power[vox]
+        best[vox[better]] = found[better]
+        best_power[vox[better]] = value[better]
+
+    starts = range(0, start.size, _BLOCK)
+    if threads <= 1:
+        for b0 in starts:
+            run(b0)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            for future in [pool.submit(run, b0) for b0 in starts]:
+                future.result()
+    return best, best_power
 
 
 def fast_best_atoms(
     grid: GridIndex,
     y: np.ndarray,
-    atoms: np.ndarray,
+    atoms_conj: torch.Tensor,
     exhaustive: Exhaustive,
     *,
     b1_position: np.ndarray | None = None,
-    steps: tuple[int, ...] = COARSE_STEPS,
-    climb: int = CLIMB_MOVES,
-    device: torch.device | None = None,
-    memory_mb: float = 64.0,
+    steps: tuple[int, ...] | None = None,
+    reach: int = CLIMB_REACH,
+    moves: int = CLIMB_MOVES,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -169,67 +212,113 @@ def fast_best_atoms(
         The dictionary's grid structure.
     y
         (n, K) complex compressed voxel signals.
-    atoms
-        (n_atoms, K) complex unit-norm compressed atoms.
+    atoms_conj
+        (n_atoms, K) complex64 conjugated unit-norm compressed atoms, as a torch tensor on
+        the device that runs the local search (the coarse stage gets them through ``exhaustive``).
     exhaustive
-        The exhaustive matcher used for the coarse stage (on the coarse atoms).
+        The exhaustive matcher used for the coarse stage: ``exhaustive(y, atom_indices, progress)``.
     b1_position
         Optional (n,) B1 grid position per voxel: B1 is then fixed, not searched.
-    steps, climb
-        Coarse steps per axis (T1, T2, T1rho, B1) and the most climbing moves.
-    device
-        Torch device of the box and climb stages (default: the CPU).
+    steps, reach, moves
+        Coarse steps per axis (T1, T2, T1rho, B1; default: the grid's), the reach of the
+        climb in grid steps and the most moves it makes.
     """
     n = y.shape[0]
     best = np.zeros(n, dtype=np.int64)
     power = np.zeros(n, dtype=np.float32)
     if n == 0:
         return best, power
-    device = device or torch.device("cpu")
     fixed = b1_position is not None
     free = [0, 1, 2] + ([] if fixed or grid.shape[3] == 1 else [3])
-    # Coarse stage (80 % of the progress: it is most of the work).
-    coarse_progress = scaled(progress, 0.0, 0.8)
-    if not fixed:
+    steps = grid.steps if steps is None else steps
+    coarse_progress = scaled(progress, 0.0, 0.8)  # the coarse stage is most of the work
+    if b1_position is None:
         coarse = grid.coarse_atoms(steps)
-        sub, power = exhaustive(y, atoms[coarse], coarse_progress)
+        sub, power = exhaustive(y, coarse, coarse_progress)
         best = coarse[sub]
     else:
-        assert b1_position is not None
         positions = np.unique(b1_position)
         for i, ib in enumerate(positions):
             check_cancel(cancel)
             voxels = np.flatnonzero(b1_position == ib)
             coarse = grid.coarse_atoms(steps, b1_position=int(ib))
-            sub, sub_power = exhaustive(y[voxels], atoms[coarse], None)
+            sub, sub_power = exhaustive(y[voxels], coarse, None)
             best[voxels], power[voxels] = coarse[sub], sub_power
             report(coarse_progress, (i + 1) / len(positions), "matching (coarse)")
-    atoms_conj = torch.from_numpy(np.ascontiguousarray(np.conjugate(atoms), dtype=np.complex64)).to(device)
+    device = atoms_conj.device
+    threads = usable_cores() if device.type == "cpu" else 1
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.complex64)).to(device)
     power = power.astype(np.float32)
-    # Box around the coarse best, along the free axes.
-    reach = tuple((steps[a] - 1 if a in free else 0) for a in range(4))
-    best, power = _local_search(grid, atoms_conj, yt, best, power, _offsets(reach), memory_mb, cancel)
-    report(progress, 0.9, "matching (box)")
-    # Climb over the grid neighbours (diagonals included) until nothing improves.
-    neighbours = _offsets(tuple((1 if a in free else 0) for a in range(4)))
+    # Climb: the best atom within ``reach`` steps along the free axes (the first move covers the
+    # coarse cell and its neighbours), repeated from where voxels moved until none moves.
+    offsets = _offsets(tuple((reach if a in free else 0) for a in range(4)))
     active = np.arange(n)
-    for _ in range(climb):
-        check_cancel(cancel)
-        moved_best, moved_power = _local_search(
-            grid,
-            atoms_conj,
-            yt[torch.from_numpy(active).to(device)],
-            best[active],
-            power[active],
-            neighbours,
-            memory_mb,
-            cancel,
-        )
-        moved = moved_best != best[active]
-        best[active], power[active] = moved_best, moved_power
-        active = active[moved]
-        if active.size == 0:
-            break
+    with single_threaded_ops() if device.type == "cpu" else contextlib.nullcontext():
+        for move in range(moves):
+            check_cancel(cancel)
+            moved_best, moved_power = _local_search(
+                grid,
+                atoms_conj,
+                yt[torch.from_numpy(active).to(device)],
+                best[active],
+                power[active],
+                offsets,
+                threads,
+                cancel,
+            )
+            moved = moved_best != best[active]
+            best[active], power[active] = moved_best, moved_power
+            active = active[moved]
+            report(progress, 0.8 + 0.2 * (move + 1) / moves, "matching (local)")
+            if active.size == 0:
+                break
     report(progress, 1.0, "matching")
     return best, power
+
+
+def polish(
+    grid: GridIndex,
+    y: np.ndarray,
+    atoms_conj: torch.Tensor,
+    best: np.ndarray,
+    *,
+    fixed_b1: bool = False,
+    moves: int = 4,
+    cancel: CancelToken | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best atom among each voxel's atom and its grid neighbours, in float64, repeated until stable.
+
+    Applied after either search: correlations of neighbouring atoms differ by less than
+    float32 rounding for many voxels (neighbours correlate to 0.99999), so which of them a
+    float32 GEMM ranks first is chance. Ranking the neighbourhood in float64 settles these
+    ties the same way for both searches (and makes the exhaustive atom the true maximum).
+    Returns the atoms and their squared correlation (float64 ranking, float32 values).
+    """
+    n = y.shape[0]
+    free = [0, 1, 2] + ([] if fixed_b1 or grid.shape[3] == 1 else [3])
+    offsets = _offsets(tuple((1 if a in free else 0) for a in range(4)))
+    device = atoms_conj.device
+    threads = usable_cores() if device.type == "cpu" else 1
+    yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.complex128)).to(device)
+    best = best.copy()
+    power = np.full(n, -1.0)
+    active = np.arange(n)
+    with single_threaded_ops() if device.type == "cpu" else contextlib.nullcontext():
+        for _ in range(moves):
+            check_cancel(cancel)
+            moved_best, moved_power = _local_search(
+                grid,
+                atoms_conj,
+                yt[torch.from_numpy(active).to(device)],
+                best[active],
+                np.full(active.size, -1.0),
+                offsets,
+                threads,
+                cancel,
+            )
+            moved = moved_best != best[active]
+            best[active], power[active] = moved_best, moved_power
+            active = active[moved]
+            if active.size == 0:
+                break
+    return best, power.astype(np.float32)

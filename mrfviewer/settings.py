@@ -15,6 +15,9 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 EVALUATION_PRECISION = "float32"
 #: Default memory budget in MiB for slabs of the series and matching blocks.
 DEFAULT_MEMORY_MB = 64.0
+#: DM searches (see :mod:`mrfviewer.search`) and compute devices (see :mod:`mrfviewer.devices`).
+SEARCHES = ("fast", "exhaustive")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,10 @@ class ReconstructionSettings:
     fraction of the 99th percentile of all voxel norms are background (NaN).
     ``memory_mb``: budget in MiB for one slab of the series and the matching blocks.
     ``refine``: DM sub-grid refinement. ``rank``: SVD rank for DM (None: the
-    dictionary's). ``nn_precision``: ``auto``, ``float32`` or ``bfloat16``.
+    dictionary's). ``nn_precision``: ``auto``, ``float32`` or ``bfloat16``. ``search``: DM
+    search, ``fast`` (coarse to fine on the grid) or ``exhaustive``. ``device``: where the
+    GEMMs and the network run: ``auto`` (a CUDA GPU if torch sees one), ``cpu`` or ``cuda``
+    (falls back to the CPU with a warning).
     """
 
     method: str = "dm"
@@ -34,6 +40,8 @@ class ReconstructionSettings:
     refine: bool = True
     rank: int | None = None
     nn_precision: str = "auto"
+    search: str = "fast"
+    device: str = "auto"
 
     def validate(self) -> None:
         """Raise :class:`MRFError` naming the first setting out of range."""
@@ -47,3 +55,7 @@ class ReconstructionSettings:
             raise MRFError(f"SVD rank must lie in 1..64, got {self.rank}")
         if self.nn_precision not in PRECISIONS:
             raise MRFError(f"NN precision must be one of {', '.join(PRECISIONS)}; got {self.nn_precision!r}")
+        if self.search not in SEARCHES:
+            raise MRFError(f"search must be one of {', '.join(SEARCHES)}; got {self.search!r}")
+        if self.device not in DEVICES and not (self.device.startswith("cuda:") and self.device[5:].isdigit()):
+            raise MRFError(f"device must be one of {', '.join(DEVICES)} (or cuda:N); got {self.device!r}")

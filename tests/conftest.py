@@ -140,3 +140,25 @@ def tiny_model(tiny_model_dir):
     from mrfviewer.nn.model_io import load_model
 
     return load_model(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_b1_grid():
+    """A four-parameter grid (B1 0.6-1.4 as a fitted dimension) for the tiny sequence: about 6k atoms."""
+    from mrfviewer.grid import grid_from_dict
+
+    return grid_from_dict(
+        {
+            "t1_ms": {"min": 200, "max": 2500, "step_percent": 15},
+            "t2_ms": {"min": 8, "max": 200, "step_percent": 15},
+            "t1rho_ms": {"min": 8, "max": 250, "step_percent": 15},
+            "b1": {"min": 0.6, "max": 1.4, "n": 9, "spacing": "linear"},
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_b1_dictionary(tiny_sequence, tiny_b1_grid):
+    from mrfviewer.dictionary import generate_dictionary
+
+    return generate_dictionary(tiny_sequence, tiny_b1_grid)
