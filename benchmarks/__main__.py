@@ -29,6 +29,7 @@ from mrfviewer.resources import default_sequence_path
 from mrfviewer.sequence import load_sequence
 from mrfviewer.simulation import simulate_fingerprints
 
+from . import round_two
 from .peer_mrpro import mrpro_atoms_per_s
 
 
@@ -598,6 +599,11 @@ BENCHES = {
     "gui_responsiveness": bench_gui_responsiveness,
     "batch_speedup": bench_batch_speedup,
     "volume_memory": bench_volume_memory,
+    "generation": round_two.bench_generation,
+    "fast_dm": round_two.bench_fast_dm,
+    "demo": round_two.bench_demo,
+    "volume_3d": round_two.bench_volume_3d,
+    "device": round_two.bench_device,
 }
 
 
@@ -617,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": sys.version.split()[0],
             "torch": torch.__version__,
             "numpy": np.__version__,
+            "load_at_start": round_two.load(),
         },
         "quick": args.quick,
     }

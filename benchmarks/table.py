@@ -116,6 +116,9 @@ def markdown(r: dict) -> str:
             f"{d['peak_traced_mib']:.0f} MiB traced | {d['peak_over_series']:.3f} of the series | "
             f"memory setting {d['memory_setting_mib']} MiB (floor: one slice) | see text |"
         )
+    from .round_two import table_rows
+
+    lines += table_rows(r)
     if "scaling" in r:
         s = r["scaling"]
         lines += ["", "Scaling (seconds):", "", "| DM vs atoms | DM vs voxels | DM vs K | dictionary vs atoms |"]
