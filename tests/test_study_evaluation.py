@@ -22,9 +22,23 @@ def tiny_model(tmp_path_factory, tiny_sequence, tiny_dictionary):
 
 
 def test_quick_evaluation_writes_report_tables_and_figures(tmp_path, tiny_dictionary, tiny_model):
-    settings = EvaluationSettings(snrs=(20, 50, None), n_test=200, image_size=32)
+    from mrfviewer.realism import RealismSettings
+
+    settings = EvaluationSettings(
+        snrs=(20, 50, None), n_test=200, image_size=32, realism=RealismSettings.quick(), radial=False
+    )
     path = run_evaluation(tmp_path, tiny_dictionary, tiny_model, settings)
     text = path.read_text()
+    for section in ("## 5. Knee-range tissues", "## 6. B1+ inhomogeneity", "## 8. Model mismatch", "## 9.", "## 10."):
+        assert section in text
+    knee_range = list(csv.DictReader((tmp_path / "knee_range_errors.csv").open()))
+    assert {r["method"] for r in knee_range} == {"DM", "NN"}
+    for r in knee_range:  # the bound is below every unbiased RMSE; efficiency is finite and positive
+        assert float(r["crb_rmse_pct"]) > 0 and 0 < float(r["efficiency"]) < 10
+    mismatch = list(csv.DictReader((tmp_path / "model_mismatch.csv").open()))
+    assert {r["condition"] for r in mismatch} >= {"ideal", "inversion efficiency 0.9", "slice profile (2D, TBW 4)"}
+    coverage = list(csv.DictReader((tmp_path / "nn_calibration.csv").open()))
+    assert all(0 <= float(r["coverage_1.96sd_pct"]) <= 100 for r in coverage)
     assert "All results below come from simulation" in text and "no in vivo data" in text
     for name in ("robustness_vs_snr.png", "nist_measured_vs_reference.png", "bland_altman.png", "difference_maps.png"):
         assert (tmp_path / name).stat().st_size > 1000
