@@ -105,10 +105,11 @@ def default_window(map_name: str, values: np.ndarray, tissue: np.ndarray | None 
     """An automatic display window from percentiles of tissue.
 
     Relaxation times, PD and uncertainties: 0 to the 99th percentile; differences:
-    symmetric about 0 (the 98th percentile of the magnitude); others: 1st to 99th
-    percentile. ``tissue`` (a mask the shape of ``values``) restricts the voxels the
-    percentiles come from (leave out voxels clipped at a range bound); non-finite
-    values never count.
+    symmetric about 0 (the 98th percentile of the magnitude); the match (a correlation): the
+    1st percentile rounded down to 0.01, to 1; others: 1st to 99th percentile. ``tissue``
+    (a mask the shape of ``values``) restricts the voxels the percentiles come from (leave
+    out voxels clipped at a range bound and fluid: :func:`tissue_mask`); non-finite values
+    never count.
     """
     finite = np.isfinite(values) if tissue is None else np.isfinite(values) & tissue
     chosen = values[finite]
@@ -120,6 +121,9 @@ def default_window(map_name: str, values: np.ndarray, tissue: np.ndarray | None 
         top = float(np.percentile(np.abs(chosen), 98))
         top = top if top > 0 else 1.0
         return -top, top
+    if map_name == "match":  # correlations near 1: up to 1, from a round value below (readable ticks)
+        lo = math.floor(float(np.percentile(chosen, 1)) * 100) / 100
+        return (lo, 1.0) if lo < 1.0 else (0.99, 1.0)
     hi = float(np.percentile(chosen, WINDOW_PERCENTILE))
     starts_at_zero = map_name in MAP_COLORMAPS or map_name in ("PD", "raw") or map_name.startswith("uncertainty")
     lo = 0.0 if starts_at_zero else float(np.percentile(chosen, 1))

@@ -822,8 +822,8 @@ class Session:
         """The ROI statistics of the shown result as CSV.
 
         The columns of the pipeline's ROI CSV (``slice``: the 1-based slice, or ``all`` for
-        a statistic over the volume), then ``n_clipped`` (voxels at a bound of the
-        estimator's range), ``reference`` and ``error_pct``. Label statistics per slice
+        a statistic over the volume; ``n_at_range_limit``: the voxels clipped at a bound of
+        the estimator's range), then ``reference`` and ``error_pct``. Label statistics per slice
         give a row per label and slice, every slice.
         """
         maps = self.selected
@@ -836,17 +836,20 @@ class Session:
             rows += [r for key in sorted(by_slice, key=lambda k: -1 if k is None else k) for r in by_slice[key]]
         if not rows:
             raise MRFError("no ROI statistics to export: draw ROIs or load a label map first")
+        # By column name: the pipeline's ROI CSV columns first, then what the table adds.
+        columns = [*CSV_COLUMNS, *(c for c in ("n_at_range_limit", "reference", "error_pct") if c not in CSV_COLUMNS)]
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow((*CSV_COLUMNS, "n_clipped", "reference", "error_pct"))
+        writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+        writer.writeheader()
         for r in rows:
-            s = r.stats
-            error = r.error_pct
+            s, error = r.stats, r.error_pct
+            numbers = {k: f"{getattr(s, k):.6g}" for k in ("mean", "sd", "median", "iqr", "min", "max")}
             writer.writerow(
-                [s.label, s.map, s.unit, s.n_voxels, s.n_excluded]
-                + [f"{v:.6g}" for v in (s.mean, s.sd, s.median, s.iqr, s.min, s.max)]
-                + [maps.series_uid, r.slice_text, maps.method, r.n_clipped]
-                + [f"{r.reference:.6g}" if r.reference else "", f"{error:.3f}" if error is not None else ""]
+                {"label": s.label, "map": s.map, "unit": s.unit, "n_voxels": s.n_voxels, "n_excluded": s.n_excluded}
+                | numbers
+                | {"series_uid": maps.series_uid, "slice": r.slice_text, "method": maps.method}
+                | {"n_at_range_limit": r.n_clipped, "reference": f"{r.reference:.6g}" if r.reference else ""}
+                | {"error_pct": f"{error:.3f}" if error is not None else ""}
             )
         return buffer.getvalue()
 

@@ -5,7 +5,7 @@ import csv
 import guitools
 import numpy as np
 import pytest
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from mrfviewer.gui.main_window import MainWindow
 from mrfviewer.io.series_h5 import write_series_h5
@@ -55,7 +55,11 @@ def test_open_and_reconstruct_dm(qtbot, window, series_file):
     _open(qtbot, window, path)
     assert window.map_view.names == ["raw"] and window.series.data.shape == series.data.shape
     _reconstruct(qtbot, window)
-    assert window.map_view.names[:5] == ["T1", "T2", "T1rho", "PD", "match"]
+    from mrfviewer.gui.main_window import MAP_ORDER
+
+    shown = window.map_view.names
+    assert set(shown) == set(window.maps["dm"].values) and shown == [n for n in MAP_ORDER if n in shown]
+    assert shown[:3] == ["T1", "T2", "T1rho"] and shown[-2:] == ["PD", "match"]
     assert window.map_view.slice_slider.maximum() == 1
     assert str(path) in window._recent()
 
@@ -110,7 +114,7 @@ def test_rectangle_roi_drawn_by_drag_matches_numpy_and_exports(qtbot, window, se
     rows = list(csv.DictReader(out.open()))
     t1_row = next(r for r in rows if r["map"] == "T1")
     assert float(t1_row["mean"]) == pytest.approx(np.nanmean(expected), rel=1e-5)
-    assert t1_row["method"] == "dm" and t1_row["slice"] == "1" and t1_row["n_clipped"] == "0"
+    assert t1_row["method"] == "dm" and t1_row["slice"] == "1" and t1_row["n_at_range_limit"] == "0"
 
 
 def test_label_map_statistics_appear(qtbot, window, series_file):
@@ -235,10 +239,18 @@ def test_nn_reconstruction_and_nn_fingerprint(qtbot, window, series_file, tiny_m
 def test_label_outline_overlay(qtbot, window, series_file):
     path, _ = series_file
     _open(qtbot, window, path)
-    overlay = window.map_view._panels[0].overlay.image
-    assert overlay is not None and overlay[..., 3].max() == 150  # label edges drawn
+    panel = window.map_view._panels[0]
+    labels = window.session.labels.values[0]
+    edges = np.zeros(labels.shape, dtype=bool)
+    edges[:-1] |= labels[:-1] != labels[1:]
+    edges[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    np.testing.assert_array_equal(panel.outline, edges)  # label edges drawn
+    with_edges = panel.image.image.copy()
     window.roi_panel.outline_box.setChecked(False)
-    assert window.map_view._panels[0].overlay.image is None
+    assert panel.outline is None and not window.outline_action.isChecked()
+    plain = panel.image.image
+    assert (with_edges[edges][:, :3].astype(int) >= plain[edges][:, :3]).all()  # lightened towards white
+    assert (with_edges[edges] != plain[edges]).any() and (with_edges[~edges] == plain[~edges]).all()
 
 
 def test_load_labels_sequence_and_model_choices(qtbot, window, series_file, tmp_path, knee_sequence):
@@ -260,13 +272,15 @@ def test_load_labels_sequence_and_model_choices(qtbot, window, series_file, tmp_
     assert "not a model folder" in window.statusBar().currentMessage()
 
 
-def test_nist_template_fit_gives_reference_and_error(qtbot, window, tmp_path, tiny_sequence):
+def test_nist_template_fit_gives_reference_and_error(qtbot, window, tmp_path, tiny_sequence, tiny_grid):
     from mrfviewer.phantoms import NIST_T2_ARRAY, nist_phantom
 
     series = synthesize_series(nist_phantom((96, 96)), tiny_sequence, snr=200)
     series.labels = None  # the template must find the spheres on its own
     path = write_series_h5(series, tmp_path / "nist.h5")
     _open(qtbot, window, path)
+    (tmp_path / "grid.json").write_text(tiny_grid.to_json())
+    window.use_grid(tmp_path / "grid.json")  # T1, T2, T1rho only: the tiny sequence cannot tell B1 from T2
     _reconstruct(qtbot, window)
     window.roi_panel.labels_box.setChecked(False)
     with qtbot.waitSignal(window.runner.finished, timeout=120000):
@@ -454,10 +468,179 @@ def test_opening_a_one_slice_series_while_on_slice_two(qtbot, window, series_fil
     assert window.windowTitle().startswith("mrfviewer - one.h5")
     assert window.browser.topLevelItem(0).child(0).child(0).text(1) == "complex (HDF5)"
     assert window.session.labels.values.shape == (1, 20, 20)  # the new series' own labels
-    overlay = window.map_view._panels[0].overlay.image
-    assert overlay is not None and overlay.shape[:2] == (20, 20)
+    outline = window.map_view._panels[0].outline
+    assert outline is not None and outline.shape == (20, 20)
     # Before a reconstruction: the raw images' statistics of the new series' labels.
     assert {line.cells["signal"].method for line in window.roi_panel.model.lines} == {"raw"}
     with qtbot.waitSignal(window.statistics_ready, timeout=60000):
         _reconstruct(qtbot, window)
     assert {r.stats.label for r in window.roi_panel.rows} >= {"sphere 1", "sphere 14"}
+
+
+# -- the dataset browser ------------------------------------------------------------------------
+
+
+def _write_dicom(folder, phantom, tiny_sequence, description):
+    from mrfviewer.io.dicom_write import write_mrf_dicom
+
+    series = synthesize_series(phantom, tiny_sequence, snr=80)
+    series.uid = ""
+    write_mrf_dicom(series, folder, description=description)
+    return series
+
+
+def test_a_folder_with_several_series_opens_one_and_lists_all(qtbot, window, tmp_path, tiny_sequence):
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from mrfviewer.phantoms import nist_phantom
+
+    root = tmp_path / "study"
+    _write_dicom(root / "knee", knee_phantom((12, 12)), tiny_sequence, "MRF knee")
+    _write_dicom(root / "nist", nist_phantom((12, 12)), tiny_sequence, "MRF nist")
+    ds = pydicom.dcmread(sorted((root / "knee" / "magnitude").glob("*.dcm"))[0])
+    ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesDescription = generate_uid(), generate_uid(), "localizer"
+    (root / "localizer").mkdir()
+    ds.save_as(root / "localizer" / "1.dcm")
+    _open(qtbot, window, root)
+    items = window.browser.items
+    assert len(items) == 3 and window.series is not None  # the first MRF series opened, none refused
+    localizer = next(i for i in items.values() if i.text(0) == "localizer")
+    assert "not an MRF time series" in localizer.text(5) and not localizer.flags() & QtCore.Qt.ItemFlag.ItemIsSelectable
+    grey = localizer.foreground(0).color()
+    assert grey != next(i for i in items.values() if i.text(0) == "MRF nist (magnitude)").foreground(0).color()
+    window.browser.itemClicked.emit(localizer, 0)  # a click on a non-MRF series explains itself
+    assert "cannot be opened" in window.statusBar().currentMessage() and not window.runner.busy
+    opened = window.session.input.identity.series_uid
+    other = next(i for k, i in items.items() if k != opened and i.text(0).startswith("MRF"))
+    with qtbot.waitSignal(window.loaded, timeout=60000):
+        window.browser.itemClicked.emit(other, 0)  # a click opens it
+    assert window.session.input.identity.series_uid != opened and other.font(0).bold()
+    assert window.session.input.signal == "complex"  # its phase partner came along
+
+
+def test_the_demo_lists_the_knee_and_the_nist_phantom(qtbot, window, monkeypatch, tiny_sequence):
+    import mrfviewer.demo as demo
+    from mrfviewer.phantoms import nist_phantom
+
+    def tiny_demo(progress=None, cancel=None, **_):
+        folders = demo.demo_cases()
+        _write_dicom(folders["knee"], knee_phantom((12, 12)), tiny_sequence, "MRF demo digital knee")
+        _write_dicom(folders["nist"], nist_phantom((12, 12)), tiny_sequence, "MRF demo NIST phantom")
+        return folders
+
+    monkeypatch.setattr(demo, "ensure_demo_data", tiny_demo)
+    monkeypatch.setattr(demo, "demo_ready", lambda: True)
+    with qtbot.waitSignal(window.loaded, timeout=60000):
+        window.start_page.demo_button.click()
+    assert window.demo_dialog is None  # the data were there: no "preparing" dialog
+    names = {i.text(0) for i in window.browser.items.values()}
+    assert names == {"MRF demo digital knee (magnitude)", "MRF demo NIST phantom (magnitude)"}
+    assert "knee" in window.session.input.name
+    assert str(demo.demo_dir()) in window._recent()
+
+
+def test_the_demo_dialog_goes_when_the_data_are_ready(qtbot, window, monkeypatch):
+    import mrfviewer.demo as demo
+
+    def quick(progress=None, cancel=None, **_):
+        import time
+
+        time.sleep(0.8)  # longer than the dialog's minimum duration
+        demo.demo_dir().mkdir(parents=True, exist_ok=True)
+        return {}
+
+    monkeypatch.setattr(demo, "ensure_demo_data", quick)
+    monkeypatch.setattr(demo, "demo_ready", lambda: False)
+    window.open_demo()
+    assert window.demo_dialog is not None
+    qtbot.waitUntil(lambda: window.demo_dialog is None, timeout=30000)
+    qtbot.wait(1000)  # the dialog's own timer must not bring it back
+    shown = [w for w in QtWidgets.QApplication.topLevelWidgets() if isinstance(w, QtWidgets.QProgressDialog)]
+    assert not [w for w in shown if w.isVisible()]
+
+
+# -- the fingerprint ----------------------------------------------------------------------------
+
+
+def test_fingerprint_curves_differ_in_colour_and_dash_with_residuals(qtbot, window, series_file, tiny_model_dir):
+    from mrfviewer.gui.fingerprint_plot import scaled_to
+
+    path, series = series_file
+    _open(qtbot, window, path)
+    window.show_pixel(0, 12, 10)  # selected before any reconstruction: refreshed after each run
+    assert window.fingerprint.curve_data("DM atom") is None
+    _reconstruct(qtbot, window)
+    fp = window.fingerprint
+    dm = fp.curve_data("DM atom")
+    assert dm is not None  # the run refreshed the plot of the selected voxel
+    window.use_model(tiny_model_dir)
+    with qtbot.waitSignal(window.nn_curve_added, timeout=60000):
+        _reconstruct(qtbot, window, "NN")
+    measured, dm_item, nn_item = (fp.items[k] for k in ("measured", "DM atom", "NN"))
+    assert QtGui.QPen(measured.opts["pen"]).style() == QtCore.Qt.PenStyle.NoPen and measured.opts["symbol"] == "s"
+    dm_pen, nn_pen = (QtGui.QPen(pg_pen) for pg_pen in (dm_item.opts["pen"], nn_item.opts["pen"]))
+    assert dm_pen.color() != nn_pen.color() and dm_pen.style() != nn_pen.style()  # colour and dash
+    signal = series.data[:, 0, 12, 10]
+    atom = window.session.curve("dm", 0, 12, 10)
+    fitted = scaled_to(signal.astype(np.complex128), atom.astype(np.complex128))
+    np.testing.assert_allclose(fp.residual_data("DM atom"), np.abs(signal) - np.abs(fitted), atol=1e-6)
+    assert list(fp.legend.entries) == ["measured", "DM atom", "NN"] and fp.legend.isVisible()
+    assert fp.legend.geometry().bottom() <= fp.graphics.geometry().top()  # above the plot, not over the curves
+    assert "residual" in fp.legend.entries["NN"].text()
+
+
+# -- help, settings and messages -------------------------------------------------------------
+
+
+def test_help_shortcuts_guide_and_notice(qtbot, window):
+    from mrfviewer.gui.help import RESEARCH_NOTICE, GuideDialog, ShortcutsDialog, guide_path
+
+    dialog = ShortcutsDialog(window)
+    rows = {dialog.table.item(i, 0).text(): dialog.table.item(i, 1).text() for i in range(dialog.table.rowCount())}
+    assert rows["Ctrl+R"] == "Reconstruct: Reconstruct" and rows["Esc"] == "Reconstruct: Cancel"
+    assert rows["Home"] == "View: Reset view" and rows["Ctrl+2"].startswith("View: DM | NN")
+    assert rows["Drag"] == "pan; with a drawing tool chosen: draw an ROI" and rows["F1"] == "Help: User guide"
+    guide = GuideDialog(window)
+    text = guide.browser.toPlainText()
+    assert guide_path().is_file() and "Dataset" in text and RESEARCH_NOTICE[:40] in text
+    labels = [w.text() for w in window.start_page.findChildren(QtWidgets.QLabel)]
+    assert any("not a medical device" in t for t in labels)
+
+
+def test_the_bundled_guide_is_the_readmes_gui_section():
+    from pathlib import Path
+
+    from mrfviewer.gui.help import guide_from_readme, guide_path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert guide_path().read_text(encoding="utf-8") == guide_from_readme(
+        readme
+    )  # rebuild: python -m mrfviewer.gui.help
+
+
+def test_file_dialogs_remember_the_last_folder(qtbot, window, series_file, monkeypatch, tmp_path):
+    asked = []
+
+    def fake_folder(parent, title, start=""):
+        asked.append(start)
+        return str(tmp_path)
+
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", fake_folder)
+    monkeypatch.setattr(window, "open_path", lambda path, series_uid=None: None)
+    window.open_folder_dialog()
+    window.open_folder_dialog()
+    assert asked == ["", str(tmp_path)]
+    opened = []
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", lambda *a: (opened.append(a[2]), ("", ""))[1])
+    window.load_labels_dialog()  # another kind of file: the last folder of any kind to start with
+    assert opened == [str(tmp_path)]
+
+
+def test_status_messages_do_not_go_stale(qtbot, window, monkeypatch):
+    import mrfviewer.gui.main_window as mw
+
+    monkeypatch.setattr(mw, "STATUS_MS", 200)
+    window._status("NN reconstruction done")
+    assert window.statusBar().currentMessage() == "NN reconstruction done"
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage() == "", timeout=3000)

@@ -254,7 +254,7 @@ def test_label_statistics_per_slice_and_volume_with_clipped_voxels(knee_session,
     rows = list(csv.DictReader(session.write_roi_csv(tmp_path / "rois.csv").open()))
     fluid_rows = [r for r in rows if r["label"] == "synovial fluid" and r["map"] == "T2"]
     assert [r["slice"] for r in fluid_rows] == ["1", "2"]  # every slice, each stated
-    assert [int(r["n_clipped"]) for r in fluid_rows] == [np.count_nonzero(limit[z] & fluid[z]) for z in (0, 1)]
+    assert [int(r["n_at_range_limit"]) for r in fluid_rows] == [np.count_nonzero(limit[z] & fluid[z]) for z in (0, 1)]
 
 
 def test_label_statistics_of_a_replaced_label_map_are_dropped(knee_session):

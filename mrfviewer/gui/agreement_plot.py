@@ -26,6 +26,8 @@ class AgreementPlot(QtWidgets.QWidget):
         self.plot = pg.PlotWidget(background="#202020")
         self.plot.setMenuEnabled(False)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)  # "(x0.001)" beside "ms" misread the scale
         self.caption = QtWidgets.QLabel("Bland-Altman: reconstruct with DM and NN, and draw ROIs or load labels.")
         self.caption.setWordWrap(True)
         self.points = pg.ScatterPlotItem(size=8, hoverable=True, tip=self._tip)

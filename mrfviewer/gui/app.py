@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
+import traceback
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -21,6 +23,24 @@ def _qt_messages(kind: QtCore.QtMsgType, context: QtCore.QMessageLogContext, mes
     if message in _QUIET:
         return
     print(message, file=sys.stderr)
+
+
+def _guard(window: MainWindow) -> None:
+    """An exception escaping a Qt slot becomes one line in the window; its traceback goes to the log file.
+
+    Without this, PySide prints the traceback on the terminal and the user sees nothing in the
+    window while the action silently did not happen.
+    """
+
+    def hook(kind: type[BaseException], error: BaseException, tb: object) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, error, tb)  # type: ignore[arg-type]
+            return
+        text = "".join(traceback.format_exception(kind, error, tb))  # type: ignore[arg-type]
+        logging.getLogger("mrfviewer.gui").info("internal error in the viewer:\n%s", text)
+        window.statusBar().showMessage(f"internal error: {kind.__name__}: {error} (details in the log file)", 20000)
+
+    sys.excepthook = hook
 
 
 def run_gui(
@@ -43,6 +63,7 @@ def run_gui(
         app.setWindowIcon(QtGui.QIcon(str(icon)))
     window = MainWindow()
     window.show()
+    _guard(window)
     if screenshot is None:
         if demo:
             window.open_demo()

@@ -81,17 +81,21 @@ class LegendBar(QtWidgets.QFrame):
                 if self.entries[key].text() != text:
                     self.entries[key].setText(text)
             return
-        for widget in self._widgets:
-            self._layout.removeWidget(widget)
-            widget.deleteLater()
+        # Everything out of the row, spacers too (left behind, they pushed new entries over old ones).
+        while self._layout.count():
+            item = self._layout.takeAt(0)
+            if item.widget() is not None:
+                item.widget().hide()
+                item.widget().deleteLater()
         self._widgets, self.entries = [], {}
         for key, colour, style, faded, text in entries:
             swatch, label = _Swatch(colour, style, faded), QtWidgets.QLabel(text)
-            for widget in (swatch, label):
-                self._layout.insertWidget(self._layout.count() - 1, widget)
-                self._widgets.append(widget)
-            self._layout.insertSpacing(self._layout.count() - 1, 10)
+            self._layout.addWidget(swatch)
+            self._layout.addWidget(label)
+            self._layout.addSpacing(10)
+            self._widgets += [swatch, label]
             self.entries[key] = label
+        self._layout.addStretch(1)
 
 
 class FingerprintPlot(QtWidgets.QWidget):
@@ -102,7 +106,9 @@ class FingerprintPlot(QtWidgets.QWidget):
         self.mode = QtWidgets.QComboBox()
         self.mode.addItems(MODES)
         self.info = QtWidgets.QLabel("Click a pixel to plot its fingerprint.")
-        self.info.setWordWrap(True)
+        # One line that never resizes the plot: a wrapped caption changed the plot's height on a
+        # click, and the whole plot was drawn again.
+        self.info.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.legend = LegendBar()
         self.graphics = pg.GraphicsLayoutWidget()
@@ -113,7 +119,10 @@ class FingerprintPlot(QtWidgets.QWidget):
         self.graphics.ci.layout.setRowStretchFactor(1, 1)
         self.residual_plot.setXLink(self.plot)
         self.plot.setLabel("left", "signal")
-        self.residual_plot.setLabel("left", "resid.")
+        # The residual's name inside its plot: a second axis label overlapped the first in a low dock.
+        note = pg.LabelItem("residual: measured \u2212 model", size="8pt", color="#BBBBBB")
+        note.setParentItem(self.residual_plot.vb)
+        note.anchor(itemPos=(0, 0), parentPos=(0, 0), offset=(6, 0))
         self.residual_plot.setLabel("bottom", "time point")
         self.plot.getAxis("bottom").setStyle(showValues=False)
         for plot in (self.plot, self.residual_plot):
@@ -140,6 +149,7 @@ class FingerprintPlot(QtWidgets.QWidget):
         self._marker_lines: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
         self.items: dict[str, pg.PlotDataItem] = {}
         self.residual_items: dict[str, pg.PlotDataItem] = {}
+        self._styles: dict[int, tuple] = {}
         self.legend.setVisible(False)
 
     def set_markers(self, markers: list[tuple[int, str]]) -> None:
@@ -192,7 +202,9 @@ class FingerprintPlot(QtWidgets.QWidget):
     def curve_data(self, name: str) -> np.ndarray | None:
         """The plotted y-values of a curve (for tests and export)."""
         item = self.items.get(name)
-        return None if item is None or not item.isVisible() else item.yData
+        if item is None or not item.isVisible():
+            return None
+        return item.yData
 
     def residual_data(self, name: str) -> np.ndarray | None:
         item = self.residual_items.get(name)
@@ -223,20 +235,24 @@ class FingerprintPlot(QtWidgets.QWidget):
             store[key] = item
         return item
 
-    @staticmethod
-    def _style(item: pg.PlotDataItem, colour: str, style: Qt.PenStyle | None, faded: bool) -> None:
+    def _style(self, item: pg.PlotDataItem, colour: str, style: Qt.PenStyle | None, faded: bool) -> None:
+        """Set an item's pen once (restyling on every click redrew the curves several times)."""
+        key = (colour, style, faded)
+        if self._styles.get(id(item)) == key:
+            return
+        self._styles[id(item)] = key
         color = QtGui.QColor(colour)
         if faded:
             color.setAlpha(130)
-        if style is None:
+        if style is None:  # points
             item.setPen(None)
-            item.setSymbol("o")
-            item.setSymbolSize(3)
+            item.setSymbol("s")
+            item.setSymbolSize(2.5)
             item.setSymbolPen(None)
             item.setSymbolBrush(color)
         else:
-            item.setPen(pg.mkPen(color, width=2, style=style))
-            item.setSymbol(None)
+            # One pixel wide: wider pens are stroked as paths, several times slower for 1750 points.
+            item.setPen(pg.mkPen(color, width=1, style=style))
 
     def _draw(self) -> None:
         """Update the curves in place (items are reused: a click must redraw fast)."""
@@ -258,8 +274,9 @@ class FingerprintPlot(QtWidgets.QWidget):
                 item.setData(x, y)
                 item.setVisible(True)
                 shown.add(key)
-                label = name if name == "measured" else f"{name} (residual {100 * self._curves[name][2]:.1f} %)"
-                entries.append((key, colour, style, faded, label + (" imaginary" if suffix else "")))
+                if not suffix:  # imaginary parts share one legend entry (six entries overflowed the row)
+                    label = name if name == "measured" else f"{name} (residual {100 * self._curves[name][2]:.1f} %)"
+                    entries.append((key, colour, style, faded, label))
             if name == "measured":
                 continue
             for suffix, y in self._residual(values):
@@ -273,8 +290,12 @@ class FingerprintPlot(QtWidgets.QWidget):
             for key, item in store.items():
                 if key not in keep:
                     item.setVisible(False)
+        if self.mode.currentText() == MODES[2]:
+            entries.append(("imaginary", "#DDDDDD", SOLID, True, "imaginary parts: faded"))
         self.legend.set_entries(entries)
         self.legend.setVisible(True)
         values = "; ".join(f"{n}: {d}" for n, (_, d, _) in self._curves.items() if d)
-        self.info.setText(f"{self._title}" + (f" \u2014 {values}" if values else ""))
+        text = f"{self._title}" + (f" \u2014 {values}" if values else "")
+        self.info.setText(text)
+        self.info.setToolTip(text)
         self.plot.setLabel("left", "phase (rad)" if self.mode.currentText() == "phase" else "signal")

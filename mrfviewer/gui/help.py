@@ -34,7 +34,7 @@ MAP_KEYS = (
     ("Right click", "context menu: reset view, copy value, save view"),
     ("Click", "select a voxel: crosshair and fingerprint"),
     ("Delete", "delete the selected ROI"),
-    ("Esc", "stop drawing; cancel the running job"),
+    ("Esc (on a map)", "stop drawing (elsewhere: cancel the running job)"),
 )
 
 

@@ -101,6 +101,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.stats_runner = JobRunner(self)  # label statistics: never queued behind a reconstruction
         self.path: Path | None = None
         self._pending: dict[str, object] = {}
+        self._layout_note = ""
         self.demo_dialog: QtWidgets.QProgressDialog | None = None
 
         self.map_view = MapView()
@@ -144,10 +145,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.restoreState(state)
         if geometry is None:
             self.resize(1280, 800)
-        if state is None:
-            # Maps get most of the window; docks a sensible share of 1280 x 800.
-            self.resizeDocks(self.docks[1:2], [400], QtCore.Qt.Orientation.Horizontal)
-            self.resizeDocks(self.docks[2:], [220], QtCore.Qt.Orientation.Vertical)
+        self._docks_fitted = state is not None  # a saved layout is the user's: left as it was
         self._update_actions()
 
     def _connect(self) -> None:
@@ -324,6 +322,12 @@ class MainWindow(QtWidgets.QMainWindow):
         export.addAction("Current view as PNG...", self.save_view_dialog, QtGui.QKeySequence("Ctrl+Shift+S"))
         menu.addSeparator()
         menu.addAction("Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+
+        run = self.menuBar().addMenu("&Reconstruct")
+        run.addAction(self.reconstruct_action)
+        run.addAction(self.cancel_action)
+        run.addSeparator()
+        run.addAction("DM vs NN comparison report...", self.compare_methods_dialog)
 
         view = self.menuBar().addMenu("&View")
         self.layout_actions = QtGui.QActionGroup(self)
@@ -795,8 +799,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self.map_view.set_raw(self._magnitude, self.session.slice, self.session.time_point)
         wanted = self.layout_mode
         if wanted != layout and wanted != "grid":
-            need = "DM or NN results" if wanted == "compare" else "a result of a series with several slices"
-            self._status(f"{self.layout_box.currentText()}: needs {need}; showing all maps meanwhile")
+            need = "a DM or NN result" if wanted == "compare" else "a result of a series with several slices"
+            self._layout_note = f"{self.layout_box.currentText()}: needs {need}; showing all maps meanwhile"
+            self._status(self._layout_note)
+        elif self._layout_note and self.statusBar().currentMessage() == self._layout_note:
+            self.statusBar().clearMessage()  # the view asked for is shown now: the note is stale
+            self._layout_note = ""
         self.agreement.setVisible(layout == "compare")
         self._show_rois()
         self._show_outline()
@@ -1011,9 +1019,9 @@ class MainWindow(QtWidgets.QMainWindow):
         QtWidgets.QMessageBox.about(self, "About mrfviewer", about_text(versions))
 
     # -- misc ------------------------------------------------------------------------
-    def _status(self, message: str, timeout: int = STATUS_MS) -> None:
+    def _status(self, message: str, timeout: int | None = None) -> None:
         """An informative message that goes away by itself (a stale one misleads)."""
-        self.statusBar().showMessage(message, timeout)
+        self.statusBar().showMessage(message, timeout or STATUS_MS)
 
     def _busy_message(self) -> None:
         self._error(f"busy: {self.runner.kind} is running; wait for it or cancel it (Esc)")
@@ -1045,6 +1053,15 @@ class MainWindow(QtWidgets.QMainWindow):
         for p in self._recent():
             self.recent_menu.addAction(p, lambda p=p: self.open_path(Path(p)))
             self.start_page.recent.addItem(p)
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if not self._docks_fitted:
+            # Maps get most of the window, the docks a share of its size (first start only).
+            self._docks_fitted = True
+            width, height = self.width(), self.height()
+            self.resizeDocks(self.docks[1:2], [max(400, int(0.28 * width))], QtCore.Qt.Orientation.Horizontal)
+            self.resizeDocks(self.docks[2:], [max(200, int(0.24 * height))], QtCore.Qt.Orientation.Vertical)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt API
         if self.runner.busy:

@@ -43,7 +43,10 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 RAW = "raw"
 LAYOUTS = ("grid", "compare", "ortho")
-_HATCH = 4  # the clipped-voxel hatching is drawn at this many screen texels per voxel side
+#: Clipped voxels: diagonal stripes one voxel wide, white and black, blended over the map.
+_HATCH_BLEND = 0.6
+#: Label outlines: white, blended over the map.
+_OUTLINE_BLEND = 0.6
 
 
 @dataclass
@@ -194,12 +197,10 @@ class _Panel:
         layout.addItem(self.view, row=2 * row + 1, col=2 * col)
         self.image = pg.ImageItem()
         self.view.addItem(self.image)
-        self.overlay = pg.ImageItem()
-        self.overlay.setZValue(5)
-        self.view.addItem(self.overlay)
-        self.hatch = pg.ImageItem()
-        self.hatch.setZValue(6)
-        self.view.addItem(self.hatch)
+        # Label outlines and clipped-voxel stripes are painted into the map's own image: one
+        # image per panel to draw (three scaled images per panel made a slice step slow).
+        self.outline: np.ndarray | None = None  # (Y, X) the edges drawn last, for tests
+        self.hatch: np.ndarray | None = None  # (Y, X) the clipped voxels drawn last
         self.cross = Crosshair()
         self.view.addItem(self.cross, ignoreBounds=True)
         self.lines = [pg.InfiniteLine(angle=a, pen=pg.mkPen((255, 220, 0, 150), width=1)) for a in (0, 90)]
@@ -242,10 +243,28 @@ class _Panel:
             )
             item.setPos(x, y)
 
-    def show(self, plane: np.ndarray, window: tuple[float, float], table: np.ndarray) -> None:
+    def show(
+        self,
+        plane: np.ndarray,
+        window: tuple[float, float],
+        table: np.ndarray,
+        outline: np.ndarray | None = None,
+        hatch: np.ndarray | None = None,
+    ) -> None:
+        """Draw ``plane`` in ``window``; ``outline`` (edges) and ``hatch`` (clipped voxels) are (Y, X) masks."""
         lo, hi = window
-        rgba = (to_rgba(plane, table, lo, hi) * 255).astype(np.uint8)
-        self.image.setImage(rgba, autoLevels=False, levels=(0, 255))
+        rgba = to_rgba(plane, table, lo, hi)
+        if outline is not None and outline.any():
+            rgba[outline, :3] += _OUTLINE_BLEND * (1.0 - rgba[outline, :3])
+        if hatch is not None and hatch.any():
+            yy, xx = np.indices(hatch.shape)
+            phase = (yy + xx) % 3
+            white, black = hatch & (phase == 0), hatch & (phase == 1)
+            rgba[white, :3] += _HATCH_BLEND * (1.0 - rgba[white, :3])
+            rgba[black, :3] *= 1.0 - _HATCH_BLEND
+        self.outline = outline if outline is not None and outline.any() else None
+        self.hatch = hatch if hatch is not None and hatch.any() else None
+        self.image.setImage((rgba * 255).astype(np.uint8), autoLevels=False, levels=(0, 255))
         sx, sy = self.scale
         rect = QtCore.QRectF(0, 0, plane.shape[1] * sx, plane.shape[0] * sy)
         self.image.setRect(rect)
@@ -258,40 +277,17 @@ class _Panel:
             self.bar.setLevels((lo, hi))
             self.window = window
 
-    def show_overlay(self, item: pg.ImageItem, rgba: np.ndarray | None, shape: tuple[int, int]) -> None:
-        if rgba is None:
-            item.clear()
-            return
-        item.setImage(rgba, autoLevels=False, levels=(0, 255))
-        sx, sy = self.scale
-        item.setRect(QtCore.QRectF(0, 0, shape[1] * sx, shape[0] * sy))
-
     def to_view(self, col: float, row: float) -> QtCore.QPointF:
         """The view position of a voxel centre of this panel's plane (column, row)."""
         return QtCore.QPointF((col + 0.5) * self.scale[0], (row + 0.5) * self.scale[1])
 
 
-def _hatch(mask: np.ndarray) -> np.ndarray | None:
-    """Diagonal black-and-white stripes over ``mask`` (colour-blind safe on every colour map)."""
-    if not mask.any():
-        return None
-    big = np.repeat(np.repeat(mask, _HATCH, axis=0), _HATCH, axis=1)
-    yy, xx = np.indices(big.shape)
-    phase = (yy + xx) % _HATCH
-    rgba = np.zeros((*big.shape, 4), dtype=np.uint8)
-    rgba[big & (phase == 0)] = (255, 255, 255, 230)
-    rgba[big & (phase == 1)] = (0, 0, 0, 230)
-    return rgba
-
-
-def _outline(plane: np.ndarray) -> np.ndarray:
-    """White edges between regions of a label plane."""
+def _edges(plane: np.ndarray) -> np.ndarray:
+    """Pixels on an edge between regions of a label plane."""
     edge = np.zeros(plane.shape, dtype=bool)
     edge[:-1] |= plane[:-1] != plane[1:]
     edge[:, :-1] |= plane[:, :-1] != plane[:, 1:]
-    rgba = np.zeros((*plane.shape, 4), dtype=np.uint8)
-    rgba[edge] = (255, 255, 255, 150)
-    return rgba
+    return edge
 
 
 class MapView(QtWidgets.QWidget):
@@ -437,8 +433,10 @@ class MapView(QtWidgets.QWidget):
 
     def _show(self, specs: list[PanelSpec], layout: str) -> None:
         shape = specs[0].values.shape[-3:] if specs[0].values.ndim >= 3 else specs[0].values.shape
-        if shape != self._shape:  # another series: the old zoom means nothing here
+        if shape != self._shape:  # another series: the old zoom, outlines and voxel mean nothing here
             self._ranges.clear()
+            self._overlay = None
+            self._selected = None
             self._windows.clear()
             self._user_windows.clear()
             self._auto.clear()
@@ -805,14 +803,11 @@ class MapView(QtWidgets.QWidget):
         for panel in self._panels:
             spec = panel.spec
             window = self._windows[spec.name]
-            plane = self._plane(spec)
-            panel.show(plane, window, self._table(spec.name, window))
             if spec.plane not in outlines:
-                outlines[spec.plane] = None if self._overlay is None else _outline(self._cut(self._overlay, spec.plane))
-            panel.show_overlay(panel.overlay, outlines[spec.plane], plane.shape)
+                outlines[spec.plane] = None if self._overlay is None else _edges(self._cut(self._overlay, spec.plane))
             clipped = spec.clipped if self._show_clipped else None
-            hatch = None if clipped is None else _hatch(self._cut(clipped, spec.plane))
-            panel.show_overlay(panel.hatch, hatch, plane.shape)
+            hatch = None if clipped is None else self._cut(clipped, spec.plane)
+            panel.show(self._plane(spec), window, self._table(spec.name, window), outlines[spec.plane], hatch)
             if self._layout == "ortho":
                 panel.title.setText(self._ortho_title(spec))
         self._update_histogram()

@@ -16,6 +16,17 @@ from mrfviewer.session import RoiLine, RoiRow
 
 Qt = QtCore.Qt
 _SOURCES = {"drawn": "drawn", "template": "NIST template", "labels": "label map"}
+# Roles as plain ints: Qt passes ints, and comparing them with enum members costs time per cell.
+_DISPLAY, _EDIT, _TOOLTIP = (
+    int(r) for r in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole, Qt.ItemDataRole.ToolTipRole)
+)
+_DECORATION, _FOREGROUND = int(Qt.ItemDataRole.DecorationRole), int(Qt.ItemDataRole.ForegroundRole)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+_LEFT = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+_SELECTABLE = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+_EDITABLE = _SELECTABLE | Qt.ItemFlag.ItemIsEditable
+_CLIPPED = QtGui.QColor("#E69F00")
 
 
 def cell_text(row: RoiRow) -> str:
@@ -56,6 +67,9 @@ class RoiTableModel(QtCore.QAbstractTableModel):
         self.units: dict[str, str] = {}
         self.columns: list[tuple[str, str]] = []  # (kind, map): ("name", ""), ("scope", ""), ("value", m), ...
         self._texts: list[list[str]] = []
+        self._colours: list[list[QtGui.QColor | None]] = []
+        self._swatches: list[QtGui.QColor | None] = []
+        self._editable: list[bool] = []
         self.structure_changed = False
 
     # -- filling ------------------------------------------------------------------------------
@@ -71,14 +85,27 @@ class RoiTableModel(QtCore.QAbstractTableModel):
         self.structure_changed = not same
         if same:
             self.lines, self.units = lines, units
-            self._texts = [[self._text(line, c) for c in columns] for line in lines]
+            self._prepare()
             if lines:
                 self.dataChanged.emit(self.index(0, 0), self.index(len(lines) - 1, len(columns) - 1))
             return
         self.beginResetModel()
         self.lines, self.maps, self.columns, self.units = lines, maps, columns, units
-        self._texts = [[self._text(line, c) for c in columns] for line in lines]
+        self._prepare()
         self.endResetModel()
+
+    def _prepare(self) -> None:
+        """What data() hands out, per cell: texts, colours (clipped in orange), swatches, editability."""
+        self._texts = [[self._text(line, c) for c in self.columns] for line in self.lines]
+        self._colours = [
+            [
+                _CLIPPED if k == "value" and line.cells.get(m) is not None and line.cells[m].n_clipped else None
+                for k, m in self.columns
+            ]
+            for line in self.lines
+        ]
+        self._swatches = [QtGui.QColor(line.colour) if line.colour else None for line in self.lines]
+        self._editable = [line.editable for line in self.lines]
 
     def _text(self, line: RoiLine, column: tuple[str, str]) -> str:
         kind, m = column
@@ -134,31 +161,28 @@ class RoiTableModel(QtCore.QAbstractTableModel):
         return None
 
     def data(self, index: QtCore.QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
-        if not index.isValid():
-            return None
-        line, (kind, m) = self.lines[index.row()], self.columns[index.column()]
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+        # Called for every visible cell and role on each repaint: the common roles first, from
+        # what set_lines prepared, and nothing computed here.
+        if role in (_DISPLAY, _EDIT):
             return self._texts[index.row()][index.column()]
-        if role == Qt.ItemDataRole.DecorationRole and kind == "name" and line.colour:
-            return QtGui.QColor(line.colour)
-        if role == Qt.ItemDataRole.ToolTipRole:
+        if role == _ALIGN:
+            return _RIGHT if index.column() > 1 else _LEFT
+        if role == _FOREGROUND:
+            return self._colours[index.row()][index.column()]
+        if role == _DECORATION:
+            return self._swatches[index.row()] if index.column() == 0 else None
+        if role == _TOOLTIP:
+            line, (kind, m) = self.lines[index.row()], self.columns[index.column()]
             if kind == "name":
                 return f"{line.name} ({_SOURCES[line.source]})"
             row = line.cells.get(m)
             return cell_tooltip(row) if row is not None else None
-        if role == Qt.ItemDataRole.ForegroundRole and kind == "value":
-            row = line.cells.get(m)
-            if row is not None and row.n_clipped:
-                return QtGui.QColor("#E69F00")
-        if role == Qt.ItemDataRole.TextAlignmentRole and kind not in ("name", "scope"):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
     def flags(self, index: QtCore.QModelIndex) -> Qt.ItemFlag:
-        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-        if index.isValid() and index.column() == 0 and self.lines[index.row()].editable:
-            flags |= Qt.ItemFlag.ItemIsEditable
-        return flags
+        if index.column() == 0 and self._editable[index.row()]:
+            return _EDITABLE
+        return _SELECTABLE
 
     def setData(self, index: QtCore.QModelIndex, value: object, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
         if role != Qt.ItemDataRole.EditRole or index.column() != 0:
