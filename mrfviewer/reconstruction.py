@@ -275,9 +275,18 @@ def grid_edge_counts(dictionary: Dictionary, params: np.ndarray) -> dict[str, in
     Such values are clipped by the dictionary range (e.g. synovial fluid with T2
     above the grid's maximum) and should not be read as measurements.
     """
+    return range_limit_counts(dictionary.grid.ranges(), params)
+
+
+def range_limit_counts(ranges: dict[str, tuple[float, float]], params: np.ndarray) -> dict[str, int]:
+    """Voxels at or beyond a bound of ``ranges`` (parameter -> (min, max)), per parameter and side.
+
+    ``params`` holds columns in the order of ``ranges``. DM clips at the bounds; the NN
+    extrapolates beyond its training ranges: in both cases the values are not measurements.
+    """
     counts = {}
-    for col, (name, (lo, hi)) in enumerate(dictionary.grid.ranges().items()):
-        if lo == hi:
+    for col, (name, (lo, hi)) in enumerate(ranges.items()):
+        if lo == hi or col >= params.shape[1]:
             continue
         counts[f"{name} <= {lo:g}"] = int(np.sum(params[:, col] <= lo * (1 + 1e-6)))
         counts[f"{name} >= {hi:g}"] = int(np.sum(params[:, col] >= hi * (1 - 1e-6)))
@@ -337,6 +346,8 @@ def reconstruct_nn(
         values = {name: np.full(shape, np.nan, dtype=np.float32) for name in keys}
     meta = model.metadata
     ranges = {k: (float(v[0]), float(v[1])) for k, v in meta["parameter_ranges"].items() if k in names}
+    inside = values[names[0]].reshape(-1) == values[names[0]].reshape(-1)  # finite voxels
+    params = np.stack([values[n].reshape(-1)[inside] for n in ranges], axis=1) if ranges else np.zeros((0, 0))
     provenance = Provenance(
         method="nn",
         sequence_name=str(meta.get("sequence_name", "")),
@@ -352,5 +363,6 @@ def reconstruct_nn(
         ),
         seconds=time.perf_counter() - start,
         warnings=(device_warning,) if device_warning else (),
+        at_range_limit=range_limit_counts(ranges, params) if params.size else {},
     )
     return ParameterMaps(values=values, mask=mask, provenance=provenance, geometry=source.geometry)

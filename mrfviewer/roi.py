@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ CSV_COLUMNS = (
     "series_uid",
     "slice",
     "method",
+    "n_at_range_limit",
 )
 
 
@@ -46,6 +48,8 @@ class RoiStats:
     iqr: float
     min: float
     max: float
+    #: Voxels whose value sits at or beyond the estimator's range: clipped (DM) or extrapolated (NN).
+    n_at_range_limit: int = 0
 
 
 def roi_statistics(values: np.ndarray, roi: np.ndarray, label: str, map_name: str, unit: str) -> RoiStats:
@@ -76,13 +80,16 @@ def roi_statistics(values: np.ndarray, roi: np.ndarray, label: str, map_name: st
 def label_statistics(
     maps: ParameterMaps, labels: np.ndarray, label_names: dict[int, str], map_names: list[str] | None = None
 ) -> list[RoiStats]:
-    """Statistics per label (all slices together) and map."""
+    """Statistics per label (all slices together) and map, with the voxels at a range limit counted."""
     names = map_names or [m for m in ("T1", "T2", "T1rho", "B1", "PD") if m in maps.values]
+    limits = {m: maps.at_range_limit((m,)) for m in names}
     rows: list[RoiStats] = []
     for label in sorted(int(v) for v in np.unique(labels) if v != 0):
         roi = labels == label
         name = label_names.get(label, f"label {label}")
-        rows.extend(roi_statistics(maps.values[m], roi, name, m, maps.unit(m)) for m in names)
+        for m in names:
+            stats = roi_statistics(maps.values[m], roi, name, m, maps.unit(m))
+            rows.append(dataclasses.replace(stats, n_at_range_limit=int(np.count_nonzero(limits[m] & roi))))
     return rows
 
 
@@ -98,7 +105,7 @@ def stats_to_csv(rows: list[RoiStats], maps: ParameterMaps, slice_text: str | Se
         writer.writerow(
             [r.label, r.map, r.unit, r.n_voxels, r.n_excluded]
             + [f"{v:.6g}" for v in (r.mean, r.sd, r.median, r.iqr, r.min, r.max)]
-            + [maps.series_uid, scope, maps.method]
+            + [maps.series_uid, scope, maps.method, r.n_at_range_limit]
         )
     return buffer.getvalue()
 

@@ -93,6 +93,11 @@ def export_npz(maps: ParameterMaps, path: str | Path, overwrite: bool = False) -
     """All maps, the mask and (for DM) the atom indices in one compressed ``.npz``."""
     arrays: dict[str, Any] = dict(maps.values)
     arrays["mask"] = maps.mask
+    # Bit 0 T1, 1 T2, 2 T1rho, 3 B1: the value sits at or beyond the estimator's range (not a measurement).
+    flags = np.zeros(maps.mask.shape, dtype=np.uint8)
+    for bit, name in enumerate(("T1", "T2", "T1rho", "B1")):
+        flags |= maps.at_range_limit((name,)).astype(np.uint8) << bit
+    arrays["range_limit"] = flags
     if maps.atom is not None:
         arrays["atom"] = maps.atom
     arrays["provenance"] = np.array(json.dumps(sidecar(maps, "all", "see per-map units")))
