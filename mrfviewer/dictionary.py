@@ -222,14 +222,42 @@ class _Projector:
             head = block.head.abs() if self.magnitude else block.head
             block.cache["head"] = (_times(head.T, self.basis_t[:head_rows]), (head.abs() ** 2).sum(0))
         head_coeffs, head_energy = block.cache["head"]
-        tail = block.tail.abs() if self.magnitude else block.tail
-        coeffs = head_coeffs[block.group] + _times(tail.T, self.basis_t[head_rows:])
-        if not self.magnitude:
-            coeffs = coeffs * block.phase
-        energy = head_energy[block.group] + (tail.abs() ** 2).sum(0)
+        if block.affine is not None and block.z is not None and not self.magnitude:
+            tail_coeffs, tail_energy = self._affine(block)
+            coeffs = (head_coeffs[block.group] + tail_coeffs) * block.phase
+            energy = head_energy[block.group] + tail_energy
+        else:
+            tail = block.tail().abs() if self.magnitude else block.tail()
+            coeffs = head_coeffs[block.group] + _times(tail.T, self.basis_t[head_rows:])
+            if not self.magnitude:
+                coeffs = coeffs * block.phase
+            energy = head_energy[block.group] + (tail.abs() ** 2).sum(0)
         atoms = block.atoms.cpu().numpy()
         self.coeffs[atoms] = coeffs.cpu().numpy()
-        self.norms[atoms] = torch.sqrt(energy).cpu().numpy()
+        self.norms[atoms] = torch.sqrt(torch.clamp(energy, min=0)).cpu().numpy()
+
+    def _affine(self, block: FingerprintBlock) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coefficients and energy of an affine tail ``a + b z_s``: by linearity, per group once, per atom S terms."""
+        affine, z = block.affine, block.z
+        assert affine is not None and z is not None
+        if "affine" not in block.cache:
+            basis = self.basis_t[block.head.shape[0] :]
+            segments = int(affine.segment.max()) + 1
+            masks = [(affine.segment == s).to(affine.b.dtype)[:, None] for s in range(segments)]
+            slopes = [affine.b * m for m in masks]
+            block.cache["affine"] = (
+                _times(affine.a.T, basis),  # (u, K)
+                torch.stack([_times(s.T, basis) for s in slopes]),  # (S, u, K)
+                (affine.a**2).sum(0),  # (u,)
+                torch.stack([(affine.a * s).sum(0) for s in slopes]),  # (S, u)
+                torch.stack([(s**2).sum(0) for s in slopes]),  # (S, u)
+            )
+        offset, slope, aa, ab, bb = block.cache["affine"]
+        g = block.group
+        zs = z[: slope.shape[0]]
+        coeffs = offset[g] + (zs[:, :, None] * slope[:, g]).sum(0)
+        energy = aa[g] + (2 * zs * ab[:, g] + zs**2 * bb[:, g]).sum(0)
+        return coeffs, energy
 
 
 #: Time points up to which the basis comes from an exact eigendecomposition of the Gram matrix.

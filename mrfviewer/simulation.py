@@ -25,9 +25,12 @@ readout phases are 0 or 180 deg (see :class:`_RealEpg`).
 
 Work shared between atoms (the fast path, exact): everything before the first
 spin-lock is independent of T1rho, so atoms that differ only in T1rho share that
-prefix (the knee grid: 238k atoms, 5.8k distinct T1, T2, B1); and after the last
-FISP block no gradient shift follows, so the states k no longer mix and only k = 0
-is sampled: the remaining blocks run on one state. Chunks run in parallel threads,
+prefix (the 5 % four-parameter knee grid: 2.1 M atoms, 52k distinct T1, T2, B1);
+after the last FISP block no gradient shift follows, so the states k no longer mix
+and only k = 0 is sampled: the remaining blocks run on one state; and there, with the
+transverse states spoiled before every pulse, Z_0 evolves affinely and spin-locks
+scale it by exp(-TSL / T1rho), so the samples are ``a + b z`` with ``a``, ``b`` per
+distinct T1, T2, B1 and one ``z`` per tissue and spin-lock (:class:`AffineTail`). Chunks run in parallel threads,
 each op small enough to stay on its own thread (torch's intra-op threads wait for
 each other at every op, which collapses on a loaded machine), and on a GPU when a
 CUDA device is given.
@@ -552,22 +555,60 @@ class FingerprintBlock:
     with phase -1j on the real-valued path, else complex with phase 1). The first
     ``head.shape[0]`` time points are shared by tissues of equal T1, T2 and B1 (the part
     before the first spin-lock): ``head`` has one column per such group and ``group``
-    names each tissue's column; ``tail`` holds the remaining time points, one column
-    per tissue. ``cache`` is one dictionary per
-    chunk of groups (the same object for every block of that chunk, used from one
-    thread), where a consumer may keep what it derived from ``head``.
+    names each tissue's column; :meth:`tail` gives the remaining time points, one column
+    per tissue. When they are affine in per-tissue values (:class:`AffineTail`, the
+    real path after the last FISP train) they are kept in that form: ``affine`` per group
+    and ``z`` per tissue. ``cache`` is one dictionary per chunk of groups (the same object
+    for every block of that chunk, used from one thread), where a consumer may keep what
+    it derived from ``head`` and ``affine``.
     """
 
     atoms: torch.Tensor  # (m,) indices of the tissues in the simulated set
-    head: torch.Tensor  # (P, u) complex, shared time points, one column per group
+    head: torch.Tensor  # (P, u), shared time points, one column per group
     group: torch.Tensor  # (m,) column of ``head`` of each tissue
-    tail: torch.Tensor  # (T - P, m), the other time points
+    samples: torch.Tensor | None  # (T - P, m), the other time points, unless affine
     cache: dict[str, Any]
     phase: complex = 1.0 + 0.0j
+    affine: AffineTail | None = None
+    z: torch.Tensor | None = None  # (S, m) the tissues' values of the affine tail
+
+    def tail(self) -> torch.Tensor:
+        """The time points after the shared head, (T - P, m)."""
+        if self.affine is None:
+            assert self.samples is not None
+            return self.samples
+        assert self.z is not None
+        a, b = self.affine.a[:, self.group], self.affine.b[:, self.group]
+        return torch.addcmul(a, b, self.z[self.affine.segment])
 
     def full(self) -> torch.Tensor:
         """The fingerprints (m, T), complex."""
-        return (self.phase * torch.cat([self.head[:, self.group], self.tail])).T
+        return (self.phase * torch.cat([self.head[:, self.group], self.tail()])).T
+
+
+@dataclass
+class AffineTail:
+    """Samples after the last FISP train of a chunk of groups: ``a + b * z[segment]`` per time point.
+
+    After the last FISP train no gradient shift follows and the transverse states are
+    spoiled before every pulse, so only Z_0 of a tissue evolves, affinely, and the
+    samples are linear in it. Spin-locks (the only blocks that see T1rho) scale Z_0 by
+    exp(-TSL / T1rho): between two of them, in segment s, each sample is
+    ``a + b z_s`` with ``a``, ``b`` the same for tissues of equal T1, T2 and B1 and
+    ``z_s`` the tissue's Z_0 after spin-lock s (``z_0 = 1``, with ``b = 0`` before the first).
+    """
+
+    a: torch.Tensor  # (T - P, u)
+    b: torch.Tensor  # (T - P, u)
+    segment: torch.Tensor  # (T - P,) int64: the segment of each time point
+    locks: list[tuple[float, torch.Tensor, torch.Tensor]]  # per spin-lock: TSL, (alpha, beta) of Z_0 entering it
+
+    def values(self, group: torch.Tensor, t1rho: torch.Tensor) -> torch.Tensor:
+        """``z`` (S, m) of tissues in groups ``group`` with these T1rho: Z_0 after each spin-lock."""
+        z = [torch.ones_like(t1rho)]
+        for tsl, alpha, beta in self.locks:
+            z.append(torch.exp(-tsl / t1rho) * torch.addcmul(alpha[group], beta[group], z[-1]))
+        return torch.stack(z)
 
 
 #: ``consume(block)``: receives every :class:`FingerprintBlock` of a simulation.
@@ -676,6 +717,17 @@ def _run_chunk(
     piece = max(1, min(_PIECE, _STATE_ELEMENTS // state.z.shape[0]))
     share = cost / max(atoms.numel(), 1)
     cache: dict[str, Any] = {}
+    shifted = _shifted(rest, plan.prefix_columns)
+    if reduce_in_rest < 0 and _affine_ready(state, rest):
+        assert isinstance(state, _RealEpg)
+        affine = _affine_tail(state, shifted, n_timepoints - plan.prefix_columns)
+        for p0 in range(0, atoms.numel(), 2 * _PIECE):  # no per-tissue state: larger pieces
+            check_cancel(cancel)
+            cols, sel = local[p0 : p0 + 2 * _PIECE], atoms[p0 : p0 + 2 * _PIECE]
+            z = affine.values(cols, tissues.t1rho[sel])
+            consume(FingerprintBlock(sel, head, cols, None, cache, state.phase, affine, z))
+            done(share * sel.numel())
+        return
     for p0 in range(0, atoms.numel(), piece):
         check_cancel(cancel)
         cols, sel = local[p0 : p0 + piece], atoms[p0 : p0 + piece]
@@ -683,9 +735,66 @@ def _run_chunk(
         sub = state.select(cols, state.z.shape[0], sub_tissues)
         tail = torch.empty((n_timepoints - plan.prefix_columns, sel.numel()), dtype=samples, device=device)
         # The rest writes time points from prefix_columns on: shift the output view accordingly.
-        _run_steps(sub, _shifted(rest, plan.prefix_columns), tail, reduce_in_rest)
+        _run_steps(sub, shifted, tail, reduce_in_rest)
         consume(FingerprintBlock(sel, head, cols, tail, cache, state.phase))
         done(share * sel.numel())
+
+
+_Z_ONLY = (SpinLock, Delay, Inversion, T2Prep)
+
+
+def _affine_ready(state: State, rest: list[_Step]) -> bool:
+    """Whether the rest runs on Z_0 alone (one state, spoiled, no FISP train): see :class:`AffineTail`."""
+    return (
+        isinstance(state, _RealEpg)
+        and state.k == 1
+        and state.transverse_zero
+        and all(
+            isinstance(s.block, _Z_ONLY) or (isinstance(s.block, Readout) and s.block.kind == "flash") for s in rest
+        )
+    )
+
+
+def _affine_tail(state: _RealEpg, rest: list[_Step], rows: int) -> AffineTail:
+    """The :class:`AffineTail` of the groups of ``state`` over ``rest`` (output rows from 0).
+
+    Each segment between spin-locks runs once on three copies of the groups, starting from
+    Z_0 = alpha, beta and 0: the blocks are affine in Z_0 (f(z) = c + d z), so the first copy
+    gives the offsets (f(alpha)) and the difference of the others the slopes (f(beta) - f(0)).
+    """
+    t = state.tissues
+    u, dtype, device = t.t1.numel(), t.t1.dtype, t.t1.device
+    three = _Tissues(t.t1.repeat(3), t.t2.repeat(3), torch.ones(3 * u, dtype=dtype, device=device), t.b1.repeat(3))
+    a = torch.zeros((rows, u), dtype=dtype, device=device)
+    b = torch.zeros((rows, u), dtype=dtype, device=device)
+    segment = torch.zeros(rows, dtype=torch.int64, device=device)
+    zero = torch.zeros(u, dtype=dtype, device=device)
+
+    def run(part: list[_Step], seg: int, alpha: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probe = _RealEpg(1, three)
+        probe.z[0] = torch.cat([alpha, beta, zero])
+        out = torch.zeros((rows, 3 * u), dtype=dtype, device=device)
+        _run_steps(probe, part, out)
+        for s in part:
+            if s.offset is not None and isinstance(s.block, Readout):
+                r = slice(s.offset, s.offset + s.block.n)
+                a[r], b[r] = out[r, :u], out[r, u : 2 * u] - out[r, 2 * u :]
+                segment[r] = seg
+        z = probe.z0()
+        return z[:u].clone(), z[u : 2 * u] - z[2 * u :]
+
+    alpha, beta = state.z0().clone(), zero.clone()  # before the first lock Z_0 is the group's own
+    locks: list[tuple[float, torch.Tensor, torch.Tensor]] = []
+    part: list[_Step] = []
+    for step in rest:
+        if isinstance(step.block, SpinLock):
+            alpha, beta = run(part, len(locks), alpha, beta)
+            locks.append((step.block.tsl_ms, alpha, beta))
+            part, alpha, beta = [], zero.clone(), torch.ones_like(zero)
+        else:
+            part.append(step)
+    run(part, len(locks), alpha, beta)
+    return AffineTail(a, b, segment, locks)
 
 
 def _shifted(steps: list[_Step], columns: int) -> list[_Step]:
