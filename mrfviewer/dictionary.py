@@ -309,9 +309,9 @@ def _svd(fingerprints: torch.Tensor, seed: int) -> tuple[np.ndarray, np.ndarray]
     return vh.resolve_conj().numpy().astype(np.complex128), singular.numpy()
 
 
-#: Multiply-adds of the SVD per unit of :func:`mrfviewer.simulation.simulation_cost` (measured:
-#: both take the same time on the knee sequence at this ratio, idle or loaded).
-_SVD_MACS_PER_UNIT = 80.0
+#: Multiply-adds of the SVD per unit of :func:`mrfviewer.simulation.simulation_cost` (measured on
+#: the knee sequence; it also covers the planning and the subset's simulation, which share little).
+_SVD_MACS_PER_UNIT = 16.0
 
 
 def _svd_cost(n: int, t: int) -> float:

@@ -73,6 +73,9 @@ _PIECE = 4096
 #: Cost of a pulse of one tissue after the shared prefix relative to one FISP state-pulse
 #: (measured on the knee sequence; only weighs progress, so the ETA stays honest).
 _REST_WEIGHT = 1.0
+#: Cost of one tissue on the affine tail (its z values and its block's share of the consumer's
+#: work: projection or the full fingerprint), in the same units (measured, knee sequence).
+_AFFINE_TISSUE_UNITS = 800.0
 #: Most pulses between folding the deferred relaxation factors into the states (fast path).
 _FOLD = 16
 
@@ -648,6 +651,11 @@ def _plan(sequence: Sequence, tissues: _Tissues, n_states: int | None, chunk_siz
     split = next((i for i, s in enumerate(steps) if isinstance(s.block, SpinLock)), len(steps))
     fisp = [i for i, s in enumerate(steps) if isinstance(s.block, Readout) and s.block.kind == "fisp"]
     reduce_after = fisp[-1] if fisp else -1
+    affine = (
+        _is_real_sequence(sequence)
+        and reduce_after < split
+        and all(isinstance(s.block, (*_Z_ONLY, Readout)) for s in steps[split:])
+    )
     prefix_columns = max(
         [s.offset + s.block.n for s in steps[:split] if s.offset is not None and isinstance(s.block, Readout)],
         default=0,
@@ -675,7 +683,11 @@ def _plan(sequence: Sequence, tissues: _Tissues, n_states: int | None, chunk_siz
         idx = order[start : start + size]
         # Cost model for honest progress: state-pulses of the FISP trains per distinct prefix,
         # plus the other pulses per tissue, weighted by their measured relative cost.
-        cost = float(idx.numel() * k * shift_pulses + _REST_WEIGHT * members[idx].sum() * rest_pulses)
+        if affine:  # the rest runs per group (three probe columns) plus a fixed cost per tissue
+            rest = 3 * idx.numel() * rest_pulses + _AFFINE_TISSUE_UNITS * members[idx].sum()
+        else:
+            rest = members[idx].sum() * rest_pulses
+        cost = float(idx.numel() * k * shift_pulses + _REST_WEIGHT * rest)
         chunks.append((idx, k, cost))
         start += size
     return _Plan(steps, split, reduce_after, prefix_columns, groups, group_of_atom, chunks)
