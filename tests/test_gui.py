@@ -315,7 +315,7 @@ def test_dicom_folder_fills_the_browser(qtbot, window, tmp_path, tiny_sequence):
     study = patient.child(0)
     assert study.childCount() == 1  # magnitude and phase: one item showing both
     item = study.child(0)
-    assert item.text(0) == "MRF test (magnitude)" and item.text(1) == "magnitude + phase"
+    assert item.text(0) == "MRF test" and item.text(1) == "magnitude + phase"  # the suffix is in column 1
     assert item.text(2) == "100" and item.text(3) == "1" and item.font(0).bold()  # the open series in bold
     assert "series UID" in item.toolTip(0) and window.browser.textElideMode() == QtCore.Qt.TextElideMode.ElideMiddle
 
@@ -508,11 +508,12 @@ def test_a_folder_with_several_series_opens_one_and_lists_all(qtbot, window, tmp
     localizer = next(i for i in items.values() if i.text(0) == "localizer")
     assert "not an MRF time series" in localizer.text(5) and not localizer.flags() & QtCore.Qt.ItemFlag.ItemIsSelectable
     grey = localizer.foreground(0).color()
-    assert grey != next(i for i in items.values() if i.text(0) == "MRF nist (magnitude)").foreground(0).color()
+    assert grey != next(i for i in items.values() if i.text(0) == "MRF nist").foreground(0).color()
     window.browser.itemClicked.emit(localizer, 0)  # a click on a non-MRF series explains itself
     assert "cannot be opened" in window.statusBar().currentMessage() and not window.runner.busy
     opened = window.session.input.identity.series_uid
     other = next(i for k, i in items.items() if k != opened and i.text(0).startswith("MRF"))
+    assert {i.text(0) for i in items.values()} == {"MRF knee", "MRF nist", "localizer"}
     with qtbot.waitSignal(window.loaded, timeout=60000):
         window.browser.itemClicked.emit(other, 0)  # a click opens it
     assert window.session.input.identity.series_uid != opened and other.font(0).bold()
@@ -535,7 +536,7 @@ def test_the_demo_lists_the_knee_and_the_nist_phantom(qtbot, window, monkeypatch
         window.start_page.demo_button.click()
     assert window.demo_dialog is None  # the data were there: no "preparing" dialog
     names = {i.text(0) for i in window.browser.items.values()}
-    assert names == {"MRF demo digital knee (magnitude)", "MRF demo NIST phantom (magnitude)"}
+    assert names == {"MRF demo digital knee", "MRF demo NIST phantom"}
     assert "knee" in window.session.input.name
     assert str(demo.demo_dir()) in window._recent()
 

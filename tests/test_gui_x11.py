@@ -6,8 +6,10 @@ xdotool sends the events. Skipped, with the reason, where Xvfb, xdotool or a win
 is missing.
 """
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -54,29 +56,38 @@ def test_real_input_events_under_xvfb(tmp_path):
     cases = Path(__file__).with_name("x11_cases.py")
     env = dict(os.environ, QT_QPA_PLATFORM="xcb")
     env.pop("DISPLAY", None)  # the inner run's own Xvfb, not whatever this process sees
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "xvfb_width=1600",
-            "-o",
-            "xvfb_height=1000",
-            "-o",
-            "xvfb_colordepth=24",
-            "--basetemp",
-            str(tmp_path / "inner"),
-            str(cases),
-        ],
-        capture_output=True,
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "xvfb_width=1600",
+        "-o",
+        "xvfb_height=1000",
+        "-o",
+        "xvfb_colordepth=24",
+        "--basetemp",
+        str(tmp_path / "inner"),
+        str(cases),
+    ]
+    # Its own process group: an inner run that dies leaves no X server or window manager behind.
+    inner = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-        timeout=900,
         cwd=Path(__file__).parents[1],
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = inner.communicate(timeout=900)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(inner.pid, signal.SIGTERM)
+    run = subprocess.CompletedProcess(command, inner.returncode, stdout, stderr)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert " passed" in run.stdout and "skipped" not in run.stdout

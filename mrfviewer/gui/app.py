@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -43,6 +44,26 @@ def _guard(window: MainWindow) -> None:
     sys.excepthook = hook
 
 
+def _quit_on_terminate(app: QtWidgets.QApplication, window: MainWindow) -> None:
+    """SIGTERM (a session ending, ``kill``) closes the window as Quit does: jobs cancelled, layout saved.
+
+    Python runs signal handlers between bytecodes only, and Qt's event loop runs none: a timer
+    gives it the chance four times a second.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        window.ask_before_quitting = False
+        QtCore.QTimer.singleShot(0, window.close)
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded): leave signals alone
+        return
+    timer = QtCore.QTimer(app)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
+
+
 def run_gui(
     path: Path | None = None,
     *,
@@ -64,6 +85,7 @@ def run_gui(
     window = MainWindow()
     window.show()
     _guard(window)
+    _quit_on_terminate(app, window)
     if screenshot is None:
         if demo:
             window.open_demo()

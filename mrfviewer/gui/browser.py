@@ -17,6 +17,15 @@ COLUMNS = ("series", "images", "time points", "slices", "MiB", "note")
 _ENTRY = QtCore.Qt.ItemDataRole.UserRole + 1
 
 
+def shown_name(entry: SeriesEntry) -> str:
+    """The series description without a component suffix the next column states ("... (magnitude)")."""
+    name = entry.description
+    for suffix in (" (magnitude)", " (phase)"):
+        if name.endswith(suffix) and suffix.strip(" ()") in entry.components:
+            return name[: -len(suffix)]
+    return name
+
+
 class DatasetBrowser(QtWidgets.QTreeWidget):
     """The session's dataset as a tree; :attr:`open_requested` when an MRF series is clicked."""
 
@@ -36,7 +45,8 @@ class DatasetBrowser(QtWidgets.QTreeWidget):
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         header.setMinimumSectionSize(30)
-        self.setColumnWidth(0, 230)
+        self.setIndentation(12)  # three levels deep: the series names keep the width
+        self.setColumnWidth(0, 250)
         for col, width in ((1, 120), (2, 80), (3, 50), (4, 55)):
             self.setColumnWidth(col, width)
         self.setToolTip("series of the folder: click an MRF series to open it")
@@ -72,7 +82,7 @@ class DatasetBrowser(QtWidgets.QTreeWidget):
                 study.setToolTip(0, entry.study)
                 study.setFlags(QtCore.Qt.ItemFlag.ItemIsEnabled)
             cells = [
-                entry.description,
+                shown_name(entry),
                 entry.components,
                 str(entry.n_timepoints),
                 str(entry.n_slices),

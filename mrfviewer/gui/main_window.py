@@ -39,6 +39,8 @@ LAYOUTS = (
     ("compare", "DM | NN | NN \u2212 DM (%)", "Ctrl+2"),
     ("ortho", "Orthogonal views (3D series)", "Ctrl+3"),
 )
+#: Version of the saved dock layout (2: Dataset and ROIs share the right-hand column).
+STATE_VERSION = 2
 #: How long an informative status message stays (errors stay longer; progress until replaced).
 STATUS_MS, ERROR_MS = 8000, 20000
 
@@ -102,6 +104,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.path: Path | None = None
         self._pending: dict[str, object] = {}
         self._layout_note = ""
+        self.ask_before_quitting = True  # False: close cancels a running job without asking (SIGTERM)
         self.demo_dialog: QtWidgets.QProgressDialog | None = None
 
         self.map_view = MapView()
@@ -141,8 +144,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         state = self.settings.value("state")
-        if state is not None:
-            self.restoreState(state)
+        # A dock layout of another version of the window (other docks, other places) is not restored.
+        if state is not None and not self.restoreState(state, STATE_VERSION):
+            state = None
         if geometry is None:
             self.resize(1280, 800)
         self._docks_fitted = state is not None  # a saved layout is the user's: left as it was
@@ -1065,7 +1069,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt API
         if self.runner.busy:
-            if QtWidgets.QApplication.platformName() != "offscreen":
+            if self.ask_before_quitting and QtWidgets.QApplication.platformName() != "offscreen":
                 answer = QtWidgets.QMessageBox.question(
                     self, "mrfviewer", f"{self.runner.kind} is running. Cancel it and quit?"
                 )
@@ -1079,7 +1083,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # A fingerprint simulation still running would signal a deleted window (a crash at exit).
         QtCore.QThreadPool.globalInstance().waitForDone(10000)
         self.settings.setValue("geometry", self.saveGeometry())
-        self.settings.setValue("state", self.saveState())
+        self.settings.setValue("state", self.saveState(STATE_VERSION))
         event.accept()
 
 
