@@ -9,8 +9,10 @@ killed and interrupted processes.
 import json
 import os
 import signal
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -448,6 +450,25 @@ def _run(argv: list[str], env: dict) -> subprocess.Popen:
     )
 
 
+def _stderr_lines(process: subprocess.Popen) -> "queue.Queue[bytes]":
+    lines: queue.Queue[bytes] = queue.Queue()
+
+    def pump() -> None:
+        for line in process.stderr:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _wait_for_line(lines: "queue.Queue[bytes]", timeout_s: float) -> bool:
+    try:
+        lines.put(lines.get(timeout=timeout_s))  # keep it for the final check
+    except queue.Empty:
+        return False
+    return True
+
+
 def _looks_finished(folder: Path, expected: set[str]) -> bool:
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
     visible = {p for p in present if not any(part.startswith(".") for part in p.split("/"))}
@@ -472,6 +493,11 @@ def test_a_killed_reconstruction_leaves_nothing_that_looks_finished(kill_case, s
     root, env = kill_case
     out = root / f"out-{sig.name}-{after_s}"
     process = _run(["reconstruct", str(root / "s.h5"), "--dictionary", str(root / "d.h5"), "--output", str(out)], env)
+    if sig in (signal.SIGINT, signal.SIGTERM):
+        # A loaded machine can take seconds just to import; the handler is installed before the
+        # first progress line, so the signal waits for it (the kill cases test any moment).
+        lines = _stderr_lines(process)
+        assert _wait_for_line(lines, timeout_s=120), "no progress line"
     time.sleep(after_s)
     process.send_signal(sig)
     code = process.wait(timeout=60)
@@ -480,7 +506,9 @@ def test_a_killed_reconstruction_leaves_nothing_that_looks_finished(kill_case, s
         return
     assert not _looks_finished(out, set()), sorted(p.name for p in out.rglob("*"))
     if sig in (signal.SIGINT, signal.SIGTERM):
-        assert code == 130 and b"cancelled" in process.stderr.read()
+        time.sleep(0.2)
+        text = b"".join(list(lines.queue))
+        assert code == 130 and b"cancelled" in text, (code, text[-400:])
     # A rerun completes and cleans what the killed run left.
     again = _run(
         ["-q", "reconstruct", str(root / "s.h5"), "--dictionary", str(root / "d.h5"), "--output", str(out)], env
