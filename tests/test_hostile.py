@@ -8,8 +8,8 @@ killed and interrupted processes.
 
 import json
 import os
-import signal
 import queue
+import signal
 import subprocess
 import sys
 import threading
