@@ -31,7 +31,7 @@ import numpy as np
 from mrfviewer.engine import CancelToken, ProgressCallback, report
 from mrfviewer.errors import MRFError
 from mrfviewer.phantoms import Phantom
-from mrfviewer.sequence import Delay, Inversion, Readout, Sequence
+from mrfviewer.sequence import Block, Delay, Inversion, Readout, Sequence
 from mrfviewer.series import Geometry, Series
 from mrfviewer.simulation import simulate_fingerprints
 
@@ -97,7 +97,7 @@ def slice_profile_weights(n: int = 9, time_bandwidth: float = 4.0) -> tuple[np.n
 
 
 def _modified(sequence: Sequence, *, drop_inversion: bool = False, unspoiled: bool = False) -> Sequence:
-    blocks = []
+    blocks: list[Block] = []
     for block in sequence.blocks:
         if drop_inversion and isinstance(block, Inversion):
             blocks.append(Delay(block.ti_ms))  # same timing, no inversion
@@ -162,7 +162,7 @@ def _contributions(phantom: Phantom) -> list[tuple[np.ndarray, ...]]:
         maps = (phantom.t1_ms, phantom.t2_ms, phantom.t1rho_ms, phantom.pd)
         return [(voxels, *(m.reshape(-1)[voxels] for m in maps))]
     variation = phantom.variation if phantom.variation is not None else np.ones((4, *phantom.shape))
-    parts = []
+    parts: list[tuple[np.ndarray, ...]] = []
     for label, tissue in phantom.nominal.items():
         fraction = phantom.fractions[label].reshape(-1)
         voxels = np.flatnonzero(fraction > 0)

@@ -64,7 +64,7 @@ def test_the_bound_matches_the_spread_of_a_least_squares_fit(tiny_sequence):
         estimates.append(fit.x[:4])
     sd = np.std(np.array(estimates), axis=0, ddof=1)
     # 40 fits: the SD estimate itself scatters by about 11 %; an efficient estimator sits at the bound.
-    assert np.all(0.7 < sd / bound) and np.all(sd / bound < 1.4), sd / bound
+    assert np.all(sd / bound > 0.7) and np.all(sd / bound < 1.4), sd / bound
 
 
 def test_crb_through_the_cli(tiny_files, tmp_path, capsys):
