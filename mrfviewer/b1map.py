@@ -1,8 +1,9 @@
 """A measured B1+ map: placed on the series grid, and dictionary matching with B1 known per voxel.
 
-``reconstruct --b1-map FILE`` (NIfTI, or a DICOM image series of the same slices): the map is
-resampled onto the series grid through both geometries (nearest neighbour; a B1 map is
-smooth), in relative units (1 = nominal; maps in percent are recognised and divided by 100).
+``reconstruct --b1-map B1`` (NIfTI, a DICOM file, or a folder holding one DICOM image series with
+one image per slice): the map is resampled onto the series grid through both geometries
+(nearest neighbour; a B1 map is smooth), in relative units (1 = nominal; maps in percent are
+recognised and divided by 100; ``--b1-map-scale`` gives the factor for any other unit).
 
 With B1 known, DM matches each voxel against the dictionary interpolated to its B1: the
 SVD coefficients of an atom vary smoothly with B1, so the planes of the dictionary's B1
@@ -43,19 +44,13 @@ def _relative(values: np.ndarray, what: str) -> np.ndarray:
     raise MRFError(f"{what}: cannot tell the unit of a B1 map with median {median:g} (relative or percent)")
 
 
-def read_b1_map(path: str | Path, geometry: Geometry, shape: tuple[int, int, int]) -> np.ndarray:
-    """A B1 map file (NIfTI) resampled onto the series grid: (Z, Y, X) relative B1, NaN where it has none."""
+def _read_nifti(path: Path, limit: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(x, y, z) values, the LPS affine and the unit ("") of a NIfTI map."""
     import nibabel as nib
 
-    from mrfviewer import schemas
-    from mrfviewer.io.labels import place_on_grid
-
-    path = Path(path)
-    schemas.check_regular_file(path, "B1 map")
     try:
         image: Any = nib.load(path)
         dims = tuple(int(d) for d in image.shape)
-        limit = max(8 * int(np.prod(shape)), 2**24)
         if len(dims) not in (2, 3) or float(np.prod(dims, dtype=np.float64)) > limit:
             raise MRFError(f"B1 map {path.name}: {dims} is not a 2-D or 3-D map of the series' size")
         data = np.asanyarray(image.dataobj, dtype=np.float64).reshape(dims if len(dims) == 3 else (*dims, 1))
@@ -64,14 +59,66 @@ def read_b1_map(path: str | Path, geometry: Geometry, shape: tuple[int, int, int
         raise
     except Exception as exc:  # noqa: BLE001 - any unreadable map is a user-facing problem
         raise MRFError(f"cannot read B1 map {path.name}: {type(exc).__name__}") from None
-    data = _relative(data, f"B1 map {path.name}")
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise MRFError(f"B1 map {path.name} has no usable affine")
     lps = affine.copy()
     lps[:3] = _LPS_FROM_RAS @ affine[:3]
+    return data, lps, ""
+
+
+def _read_dicom(path: Path, limit: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(x, y, z) values, the LPS affine and the unit of a DICOM map (a folder or one file)."""
+    from mrfviewer.io.dicom_map import read_map_volume
+
+    volume = read_map_volume(path, f"B1 map {path.name}")
+    if volume.values.size > limit:
+        raise MRFError(f"B1 map {path.name}: {volume.values.shape} is not a map of the series' size")
+    n = volume.values.shape[0]
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ volume.geometry.affine_ras(n)  # affine_ras indexes (x, y, z)
+    return volume.values.transpose(2, 1, 0), lps, volume.unit
+
+
+def read_b1_map(
+    path: str | Path, geometry: Geometry, shape: tuple[int, int, int], scale: float | None = None
+) -> np.ndarray:
+    """A measured B1+ map resampled onto the series grid: (Z, Y, X) relative B1, NaN where it has none.
+
+    Parameters
+    ----------
+    path
+        A NIfTI file, a DICOM file or a folder holding one DICOM image series (one image per slice).
+    geometry, shape
+        The series' geometry and (Z, Y, X) shape; the map is placed through both geometries.
+    scale
+        Relative B1 per stored unit (e.g. 1/800 for a map storing 10 x the flip angle in degrees
+        at 80 degrees nominal). None: a DICOM unit "%" is divided by 100; otherwise relative or
+        percent is told from the median.
+    """
+    from mrfviewer import schemas
+    from mrfviewer.io.dicom_map import is_dicom
+    from mrfviewer.io.labels import place_on_grid
+
+    path = Path(path)
+    if not path.is_dir():
+        schemas.check_regular_file(path, "B1 map")
+    limit = max(8 * int(np.prod(shape)), 2**24)
+    data, lps, unit = _read_dicom(path, limit) if is_dicom(path) else _read_nifti(path, limit)
+    if scale is not None:
+        if not (np.isfinite(scale) and scale > 0):
+            raise MRFError(f"the B1 map scale must be a positive number, got {scale:g}")
+        data = data * scale
+    elif unit == "%":
+        data = data / 100.0
+    else:
+        data = _relative(data, f"B1 map {path.name}")
     placed, _ = place_on_grid(data, lps, geometry, shape, f"B1 map {path.name}", fill=np.nan, coverage=True)
     if np.any(placed[np.isfinite(placed)] <= 0):
         raise MRFError(f"B1 map {path.name} holds zero or negative values")
+    finite = placed[np.isfinite(placed)]
+    if finite.size and not 0.2 <= float(np.median(finite)) <= 5:
+        raise MRFError(
+            f"B1 map {path.name}: median relative B1 {float(np.median(finite)):g} after scaling; check --b1-map-scale"
+        )
     return placed
 
 

@@ -237,6 +237,10 @@ def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
     snr = None if args.snr <= 0 else args.snr
     mismatch = Mismatch(args.inversion_efficiency, args.slice_profile, args.spoiling_leak)
     mismatch.validate()
+    if args.acquisition == "radial":
+        return _synthesize_radial(args, phantom, sequence, snr, mismatch, cancel)
+    if args.spokes is not None or args.coils is not None:
+        raise MRFError("--spokes and --coils describe a radial acquisition: add --acquisition radial")
     with _progress_bar("synthesize", not args.quiet) as progress:
         series = synthesize_series(
             phantom,
@@ -272,6 +276,46 @@ def cmd_synthesize(args: argparse.Namespace, cancel: CancelToken) -> int:
     return 0
 
 
+def _synthesize_radial(args: argparse.Namespace, phantom, sequence, snr, mismatch, cancel: CancelToken) -> int:  # noqa: ANN001
+    """``synthesize --acquisition radial``: golden-angle radial multi-coil k-space as an ISMRMRD file."""
+    from mrfviewer.acquisition import MAX_COILS, MAX_SPOKES, simulate_radial, write_radial
+
+    if args.format != "hdf5":
+        raise MRFError(
+            "--acquisition radial writes raw k-space as one ISMRMRD (HDF5) file; --format dicom is for images"
+        )
+    if args.magnitude or args.no_coil_phase:
+        raise MRFError(
+            "--magnitude and --no-coil-phase are for images: radial k-space is complex, its coils carry the phase"
+        )
+    spokes = 8 if args.spokes is None else args.spokes
+    coils = 8 if args.coils is None else args.coils
+    if not 1 <= spokes <= MAX_SPOKES:
+        raise MRFError(f"--spokes must be 1 to {MAX_SPOKES}, got {spokes}")
+    if not 1 <= coils <= MAX_COILS:
+        raise MRFError(f"--coils must be 1 to {MAX_COILS}, got {coils}")
+    simulation = simulate_radial(
+        phantom, sequence, spokes=spokes, coils=coils, snr=snr, seed=args.seed, mismatch=mismatch
+    )
+    with _progress_bar("synthesize radial k-space", not args.quiet) as progress:
+        write_radial(
+            simulation,
+            args.output,
+            description=f"radial MRF {phantom.name}",
+            overwrite=args.overwrite,
+            progress=progress,
+            cancel=cancel,
+        )
+    s = simulation.sampling
+    _say(
+        args,
+        f"wrote golden-angle radial k-space of the {phantom.name} to {args.output} (ISMRMRD: {phantom.shape[0]} "
+        f"slice(s) x {s.n_timepoints} time points x {spokes} spokes of {s.readout} samples, {coils} coils; "
+        "ground truth in /mrfviewer)",
+    )
+    return 0
+
+
 def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
     from mrfviewer import pipeline
 
@@ -287,6 +331,8 @@ def cmd_reconstruct(args: argparse.Namespace, cancel: CancelToken) -> int:
         labels=args.labels,
         allow_external=args.allow_external,
         b1_map=args.b1_map,
+        b1_map_scale=args.b1_map_scale,
+        kspace_recon=args.kspace_recon,
         cancel=cancel,
     )
     for warning in source.warnings:
@@ -645,7 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("dictionary", "Generate an SVD-compressed dictionary (HDF5).")
     seq_arg(p)
-    p.add_argument("--grid", metavar="GRID.json", help="parameter grid (default: knee grid, 5%% log steps)")
+    p.add_argument(
+        "--grid", metavar="GRID.json", help="parameter grid (default: the knee grid, 7%% log steps and B1 0.6-1.4)"
+    )
     p.add_argument("--output", required=True, metavar="DICT.h5")
     p.add_argument("--rank", type=int, help="SVD rank (default: from --energy)")
     p.add_argument("--energy", type=float, default=0.9999, help="SVD energy to keep (default 0.9999)")
@@ -680,6 +728,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=["hdf5", "dicom"], default="hdf5", help="HDF5 file or DICOM folder")
     p.add_argument(
+        "--acquisition",
+        choices=["images", "radial"],
+        default="images",
+        help="images: the image series (fully sampled); radial: golden-angle radial multi-coil k-space with noise "
+        "in k-space, written as an ISMRMRD file (see README, Radial raw data)",
+    )
+    p.add_argument("--spokes", type=int, help="with --acquisition radial: spokes per time point (default 8)")
+    p.add_argument("--coils", type=int, help="with --acquisition radial: receive coils (default 8)")
+    p.add_argument(
         "--dicom-layout", choices=["classic", "enhanced"], default="classic", help="one file per image, or multi-frame"
     )
     p.add_argument("--output", required=True, metavar="SERIES.h5|FOLDER")
@@ -687,7 +744,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synthesize)
 
     p = add("reconstruct", "Reconstruct T1, T2, T1rho, PD and match maps from a series.")
-    p.add_argument("input", metavar="INPUT", help="HDF5 series file or DICOM folder")
+    p.add_argument("input", metavar="INPUT", help="HDF5 series file, DICOM folder or radial raw k-space (ISMRMRD)")
+    p.add_argument(
+        "--kspace-recon",
+        choices=["subspace", "gridding"],
+        help="raw k-space input: form the time series by low-rank subspace reconstruction (the default) or by "
+        "per-time-point gridding (aliased)",
+    )
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID, when the folder holds several MRF series")
     p.add_argument(
         "--labels",
@@ -723,9 +786,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--b1-map",
-        metavar="B1.nii.gz",
-        help="a measured relative B1+ map (NIfTI, relative or percent), placed by geometry: DM matches each voxel at"
-        " its B1 (the dictionary must span B1)",
+        metavar="B1",
+        help="a measured B1+ map: NIfTI, a DICOM file or a folder holding one DICOM series (relative or percent), "
+        "placed by geometry: DM matches each voxel at its B1 (the dictionary must span B1)",
+    )
+    p.add_argument(
+        "--b1-map-scale",
+        type=float,
+        metavar="FACTOR",
+        help="relative B1 per stored unit of --b1-map, for other units (e.g. 0.00125 for a map of 10 x the flip "
+        "angle at 80 degrees nominal); default: percent or relative, told from the values",
     )
     external_arg(p)
     overwrite_arg(p)

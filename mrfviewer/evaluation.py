@@ -537,10 +537,8 @@ def _radial_section(
     """Section 7: undersampled golden-angle radial data, gridding against subspace reconstruction."""
     if not settings.radial:
         return "## 7. Undersampled radial acquisition\n\nNot run in the quick evaluation."
-    try:
-        from mrfviewer.kspace_recon import radial_comparison  # type: ignore[attr-defined]
-    except ImportError:
-        return "## 7. Undersampled radial acquisition\n\nThe k-space reconstruction is not available in this build."
+    from mrfviewer.radial_evaluation import radial_comparison
+
     rows = radial_comparison(dictionary.sequence, dictionary, model, spokes=8, snr=settings.realism.snr, cancel=cancel)
     atomic_write_text(output / "radial.csv", csv_text(rows), overwrite=True)
     columns = [k for k in rows[0] if k not in ("n",)] if rows else []

@@ -96,6 +96,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from mrfviewer.io.dicom_read import ScanResult
+    from mrfviewer.raw_source import KspaceSeries
 
 #: (sequence hash, signal type): what a DM dictionary or a network must fit.
 EstimatorKey = tuple[str, str]
@@ -119,6 +120,7 @@ class Input:
     scan: object | None = None  # the DICOM folder scan (a ScanResult), for a browser
     warnings: list[str] = field(default_factory=list)  # fallbacks taken (also in every result's provenance)
     b1_map: np.ndarray | None = None  # a measured relative B1 (Z, Y, X) on the series grid, NaN where unknown
+    kspace: KspaceSeries | None = None  # raw k-space: how its series is reconstructed (done in run())
 
     @property
     def sequence(self) -> Sequence:
@@ -189,17 +191,23 @@ def open_input(
     scan: ScanResult | None = None,
     allow_external: bool = False,
     b1_map: str | Path | None = None,
+    b1_map_scale: float | None = None,
+    kspace_recon: str | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Input:
-    """Open a DICOM folder or an HDF5 series file (headers only unless ``in_memory``).
+    """Open a DICOM folder, an HDF5 series file or radial raw k-space (ISMRMRD; headers only unless ``in_memory``).
 
     ``sequence`` overrides the series' own; ``labels`` names a label map (else the
     discovery rule applies when ``find_labels``; ``root`` bounds its search, default
     ``path``); ``extra_folders`` are folders holding the phase partner; ``scan`` is a
     scan of ``path`` already made (:func:`list_series`), not repeated; ``allow_external``
     lets an HDF5 series take data from other files (refused by default); ``b1_map`` names a
-    measured B1+ map (NIfTI) placed on the series by geometry. Every check
+    measured B1+ map (NIfTI or DICOM) placed on the series by geometry, ``b1_map_scale`` its
+    relative B1 per stored unit (None: told from the values, :func:`mrfviewer.b1map.read_b1_map`);
+    ``kspace_recon`` (raw k-space only:
+    ``subspace``, the default, or ``gridding``) says how the time series is formed from k-space
+    (:mod:`mrfviewer.raw_source`; done in :func:`run`, or here when ``in_memory``). Every check
     (sequence, time points, labels and their placement) happens here, before any
     expensive step. Raises :class:`MRFError` naming the problem.
     """
@@ -209,6 +217,9 @@ def open_input(
     override = _sequence(sequence)
     if not path.exists():
         raise MRFError(f"series file not found: {path}" if path.suffix else f"series folder not found: {path}")
+    kspace = None
+    if kspace_recon is not None and not (path.is_file() and _is_raw(path)):
+        raise MRFError(f"--kspace-recon applies to raw k-space (ISMRMRD) input; {path} holds images")
     if path.is_dir():
         if scan is None:
             scan = scan_folders([path, *extra_folders], progress=progress, cancel=cancel)
@@ -220,6 +231,13 @@ def open_input(
         origin = "--sequence" if override else "mrf_sequence.json"
         if source.sequence is None:
             raise MRFError(f"{path} has no mrf_sequence.json beside the images: give the sequence with --sequence")
+    elif path.is_file() and _is_raw(path):
+        from mrfviewer.raw_source import open_raw_source
+
+        scan, warnings, series_location = None, [], path
+        kspace = open_raw_source(path, recon=kspace_recon or "subspace", sequence=override, cancel=cancel)
+        source = kspace.source
+        origin = "--sequence" if override else "ISMRMRD header"
     elif path.is_file():
         scan = None
         warnings = []
@@ -243,13 +261,19 @@ def open_input(
         label_map = LabelMap(np.asarray(source.labels, dtype=np.int32), dict(source.label_names), None, "")
     series = None
     if in_memory:
+        if kspace is not None:
+            kspace.prepare(prefixed(progress, "k-space"), cancel)
         series = _read_whole(path, source)
+        if kspace is not None:
+            series.truth = kspace.truth_maps()
         source = dataclasses.replace(source_from_series(series), identity=source.identity)
     measured_b1 = None
+    if b1_map_scale is not None and b1_map is None:
+        raise MRFError("--b1-map-scale applies to a --b1-map")
     if b1_map is not None:
         from mrfviewer.b1map import read_b1_map
 
-        measured_b1 = read_b1_map(b1_map, source.geometry, source.spatial_shape)
+        measured_b1 = read_b1_map(b1_map, source.geometry, source.spatial_shape, scale=b1_map_scale)
     return Input(
         source=source,
         sequence_origin=origin,
@@ -258,7 +282,14 @@ def open_input(
         scan=scan,
         warnings=warnings,
         b1_map=measured_b1,
+        kspace=kspace,
     )
+
+
+def _is_raw(path: Path) -> bool:
+    from mrfviewer.io.ismrmrd_io import is_ismrmrd
+
+    return is_ismrmrd(path)
 
 
 def _phase_fallback(scan: ScanResult, infos: list) -> list[str]:  # noqa: ANN001 - SeriesInfo items
@@ -290,7 +321,7 @@ def _read_whole(path: Path, source: SlabSource) -> Series:
     """The whole series in memory (for the GUI), with ground truth where an HDF5 file has it."""
     from mrfviewer.io.series_h5 import read_series_h5
 
-    if path.is_file():
+    if path.is_file() and source.identity.kind == "hdf5":
         series = read_series_h5(path)
         assert source.sequence is not None  # open_input refused a series without one
         return series.with_sequence(source.sequence) if source.sequence is not series.sequence else series
@@ -483,6 +514,16 @@ def list_series(
 
 def _h5_entry(path: Path) -> SeriesEntry:
     try:
+        if _is_raw(path):
+            from mrfviewer.raw_source import open_raw_source
+
+            kspace = open_raw_source(path)
+            h = kspace.file.header
+            return SeriesEntry(
+                path, None, "HDF5 files", path.parent.name, kspace.source.description, "radial k-space (ISMRMRD)",
+                h.n_timepoints, h.n_slices, path.stat().st_size, True,
+                f"{h.n_timepoints} time points x {h.n_slices} slice(s), {h.spokes} spokes per time point",
+            )  # fmt: skip
         source = open_h5_source(path)
     except MRFError as exc:
         return SeriesEntry(path, None, "HDF5 files", path.parent.name, path.name, "HDF5", 0, 0, 0, False, str(exc))
@@ -796,8 +837,13 @@ def run(
     settings.validate()
     estimator.check(input.source)
     start = time.perf_counter()
+    if input.kspace is not None and input.kspace.pending:  # raw k-space: its series first
+        input.kspace.prepare(prefixed(scaled(progress, 0.0, 0.5), "k-space"), cancel)
+        progress = scaled(progress, 0.5, 1.0)
     maps = estimator.run(input.source, settings, progress, cancel, input.b1_map)
     warnings = list(maps.provenance.warnings) + list(input.warnings)
+    if input.kspace is not None:
+        warnings.append(input.kspace.describe())
     if input.b1_map is not None:
         warnings.append(
             "B1 from the measured map" if estimator.method == "dm" else "the network estimates B1 itself; map not used"

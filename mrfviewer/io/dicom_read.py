@@ -837,6 +837,19 @@ class DicomPlan:
         return _phase_factors(self.phase[z0:z1], data)
 
 
+def slice_geometry(slices: list[ImageRecord], positions: list[float]) -> Geometry:
+    """The geometry of images ordered along the slice normal (one record per slice, its position on the normal)."""
+    first = slices[0]
+    spacing = first.spacing or (1.0, 1.0)
+    thickness = first.thickness or (abs(positions[1] - positions[0]) if len(slices) > 1 else 1.0)
+    return Geometry(
+        pixel_spacing_mm=(float(spacing[0]), float(spacing[1])),
+        slice_thickness_mm=float(thickness),
+        orientation=tuple(first.orientation or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)),
+        positions=np.array([r.position or (0.0, 0.0, p) for r, p in zip(slices, positions, strict=True)]),
+    )
+
+
 def plan_series(infos: list[SeriesInfo], sequence: Sequence | None = None) -> DicomPlan:
     """Order the images of a magnitude series and, optionally, its phase partner (headers only).
 
@@ -869,12 +882,6 @@ def plan_series(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Di
         phase_order, phase_positions, _ = _order(phase, what + " (phase)")
         if len(phase_order[0]) != n_t or not np.allclose(phase_positions, positions, atol=0.05):
             raise MRFError(f"{what}: phase images do not match the magnitude images in slices or time points")
-    spacing = first.spacing or (1.0, 1.0)
-    orientation = first.orientation or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-    slice_positions = np.array(
-        [column[0].position or (0.0, 0.0, p) for column, p in zip(mag_order, positions, strict=True)]
-    )
-    thickness = first.thickness or (abs(positions[1] - positions[0]) if n_z > 1 else 1.0)
     generated = {}
     if first.series_uid_generated:
         generated["SeriesInstanceUID"] = first.series_uid
@@ -888,12 +895,7 @@ def plan_series(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Di
         magnitude=mag_order,
         phase=phase_order,
         sequence=sequence,
-        geometry=Geometry(
-            pixel_spacing_mm=(float(spacing[0]), float(spacing[1])),
-            slice_thickness_mm=float(thickness),
-            orientation=tuple(orientation),
-            positions=slice_positions,
-        ),
+        geometry=slice_geometry([column[0] for column in mag_order], positions),
         description=f"{infos[0].description} (time order: {key})",
         uid=infos[0].uid,
         study_uid=first.study_uid or generated.get("StudyInstanceUID", ""),
