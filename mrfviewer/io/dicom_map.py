@@ -82,9 +82,12 @@ def read_map_volume(path: str | Path, what: str = "map") -> MapVolume:
     for r in records:
         if (r.rows, r.columns) != (first.rows, first.columns):
             raise MRFError(f"{what}: images of different sizes ({first.rows}x{first.columns}, {r.rows}x{r.columns})")
-        if (r.orientation is None) != (first.orientation is None) or (
-            r.orientation is not None and not np.allclose(r.orientation, first.orientation, atol=1e-4)
-        ):
+        same = (
+            r.orientation is None
+            if first.orientation is None
+            else r.orientation is not None and np.allclose(r.orientation, first.orientation, atol=1e-4)
+        )
+        if not same:
             raise MRFError(f"{what}: images with different orientations ({first.path.name}, {r.path.name})")
     if len(records) > 1 and any(r.position is None or r.orientation is None for r in records):
         raise MRFError(f"{what}: images without ImagePositionPatient/ImageOrientationPatient cannot be placed")
