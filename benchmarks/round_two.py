@@ -65,7 +65,9 @@ def epg_flops_per_atom(sequence: Sequence, grid: ParameterGrid) -> dict:
     + s Z; Z = c Z - s/2 u; P += t; M += t), plus 3 flops per 16 pulses to fold the deferred
     relaxation. Per FLASH pulse and tissue: Z0 recursion (2), sample weight and sample (2). The
     states follow T2 (:func:`states_for_t2`). ``per_atom`` is the plain per-atom EPG; ``executed``
-    is what the fast path does: FISP trains once per distinct (T1, T2, B1), the rest per atom.
+    is what the fast path does: FISP trains once per distinct (T1, T2, B1), the FLASH trains after
+    the last FISP train on three probe columns per distinct (T1, T2, B1) (the affine tail), and
+    per atom 2 flops per spin-lock for its Z_0 values.
     """
     params, _ = grid.atoms()
     k = np.array([states_for_t2(sequence, t2) for t2 in np.unique(params[:, 1])])
@@ -77,7 +79,8 @@ def epg_flops_per_atom(sequence: Sequence, grid: ParameterGrid) -> dict:
     per_atom = fisp * per_fisp_state * states + 4 * flash
     groups = np.unique(params[:, [0, 1, 3]], axis=0)
     group_states = np.array([k_of[t2] for t2 in groups[:, 1]], dtype=np.float64)
-    executed = (fisp * per_fisp_state * group_states.sum() + 4 * flash * len(params)) / len(params)
+    locks = sum(1 for b in sequence.blocks if type(b).__name__ == "SpinLock")
+    executed = (fisp * per_fisp_state * group_states.sum() + 3 * 4 * flash * len(groups)) / len(params) + 2 * locks
     return {
         "atoms": len(params),
         "distinct_t1_t2_b1": len(groups),
