@@ -250,7 +250,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.param_box.setToolTip("the map compared (DM | NN) or shown in orthogonal views")
         self.param_box.currentIndexChanged.connect(lambda _: self._show_view())
         self.sequence_label = QtWidgets.QLabel("sequence: -")
-        self.dictionary_label = QtWidgets.QLabel("DM: knee grid (5 %)")
+        self.dictionary_label = QtWidgets.QLabel("DM: knee grid (7 %, B1)")
         self.dictionary_label.setToolTip("what dictionary matching uses (File menu: grid or dictionary file)")
         self.model_label = QtWidgets.QLabel("NN: shipped network")
         self.reconstruct_action = QtGui.QAction("Reconstruct", self)
@@ -309,7 +309,7 @@ class MainWindow(QtWidgets.QMainWindow):
         group.triggered.connect(self._precision_chosen)
         self.nn_precision_group = group
         dm_menu = menu.addMenu("Dictionary for DM")
-        dm_menu.addAction("Default knee grid (5 % steps)", self.use_default_grid)
+        dm_menu.addAction("Default knee grid (7 % steps, B1 0.6-1.4)", self.use_default_grid)
         dm_menu.addAction("Grid file (JSON)...", self.choose_grid_dialog)
         dm_menu.addAction("Dictionary file (HDF5)...", self.choose_dictionary_dialog)
         menu.addSeparator()
@@ -561,7 +561,7 @@ class MainWindow(QtWidgets.QMainWindow):
             except MRFError:
                 self.dictionary_label.setText(f"DM: grid {dm.grid.name}")
         else:
-            self.dictionary_label.setText("DM: knee grid (5 %)")
+            self.dictionary_label.setText("DM: knee grid (7 %, B1)")
         self.model_label.setText(f"NN: {nn.model_path().name}" if nn.model is not None else "NN: shipped network")
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802 - Qt API
