@@ -135,7 +135,7 @@ def shipped_models() -> list[Path]:
 
 def default_model_path() -> Path:
     """The shipped model for the knee sequence."""
-    return models_dir() / "knee_t1_t2_t1rho"
+    return models_dir() / "knee_t1_t2_t1rho_b1"
 
 
 def resolve_model_path(text: str | Path) -> Path:
