@@ -387,6 +387,29 @@ class Session:
                 return entry
         return None
 
+    def use_b1_map(self, path: str | Path, scale: float | None = None) -> None:
+        """Give DM a measured B1+ map (NIfTI or DICOM; see :func:`mrfviewer.b1map.read_b1_map`) for later runs.
+
+        Placed on the open series by geometry and checked now; results already shown stay.
+        """
+        if self.input is None:
+            raise MRFError("open a series first")
+        from mrfviewer.b1map import read_b1_map
+
+        placed = read_b1_map(path, self.input.source.geometry, self.input.source.spatial_shape, scale=scale)
+        self.input = dataclasses.replace(self.input, b1_map=placed)
+        self.events.choices.emit()
+
+    def clear_b1_map(self) -> None:
+        """DM estimates B1 again (the dictionary's B1 dimension)."""
+        if self.input is not None and self.input.b1_map is not None:
+            self.input = dataclasses.replace(self.input, b1_map=None)
+            self.events.choices.emit()
+
+    @property
+    def measured_b1(self) -> bool:
+        return self.input is not None and self.input.b1_map is not None
+
     def use_sequence(self, path: str | Path) -> None:
         """Attach another sequence to the open series (its results go: they were for the old one)."""
         if self.input is None or self.input.series is None:

@@ -645,3 +645,39 @@ def test_status_messages_do_not_go_stale(qtbot, window, monkeypatch):
     window._status("NN reconstruction done")
     assert window.statusBar().currentMessage() == "NN reconstruction done"
     qtbot.waitUntil(lambda: window.statusBar().currentMessage() == "", timeout=3000)
+
+
+def test_dm_takes_a_measured_b1_map_from_the_menu(qtbot, window, series_file, tmp_path, tiny_sequence):
+    import nibabel as nib
+
+    from mrfviewer.dictionary import generate_dictionary, save_dictionary
+    from mrfviewer.grid import grid_from_dict
+    from mrfviewer.series import Geometry
+
+    path, series = series_file
+    _open(qtbot, window, path)
+    grid = grid_from_dict(
+        {
+            "t1_ms": {"min": 200, "max": 2500, "step_percent": 20},
+            "t2_ms": {"min": 8, "max": 200, "step_percent": 20},
+            "t1rho_ms": {"min": 8, "max": 250, "step_percent": 20},
+            "b1": {"min": 0.8, "max": 1.2, "n": 5, "spacing": "linear"},
+        }
+    )
+    save_dictionary(generate_dictionary(tiny_sequence, grid), tmp_path / "b1.h5")
+    window.use_dictionary_file(tmp_path / "b1.h5")
+    b1 = np.full(series.data.shape[1:], 0.93)
+    geometry = series.geometry or Geometry()
+    nib.save(nib.Nifti1Image(np.transpose(b1, (2, 1, 0)), geometry.affine_ras(b1.shape[0])), tmp_path / "b1.nii.gz")
+    window.use_b1_map(tmp_path / "b1.nii.gz")
+    assert window.dictionary_label.text() == "DM: b1.h5, measured B1" and window.clear_b1_action.isEnabled()
+    _reconstruct(qtbot, window)
+    maps = window.maps["dm"]
+    assert "B1 from the measured map" in maps.provenance.warnings
+    np.testing.assert_allclose(maps.values["B1"][maps.mask], 0.93, rtol=1e-6)
+    # A map that does not cover the series: one message, the measured map kept out.
+    window.session.clear_b1_map()
+    assert window.dictionary_label.text() == "DM: b1.h5" and not window.clear_b1_action.isEnabled()
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 1)), geometry.affine_ras(1)), tmp_path / "small.nii.gz")
+    window.use_b1_map(tmp_path / "small.nii.gz")
+    assert "B1 map small.nii.gz" in window.statusBar().currentMessage() and not window.session.measured_b1

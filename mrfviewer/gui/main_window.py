@@ -195,6 +195,7 @@ class MainWindow(QtWidgets.QMainWindow):
         events.time.connect(self.map_view.show_time)
         events.pixel.connect(self._on_pixel)
         events.choices.connect(self._show_choices)
+        events.input.connect(self._show_choices)  # a measured B1 map belongs to the series it was placed on
         events.rois.connect(self._show_rois)
         events.roi_selected.connect(lambda _: self._show_rois())
 
@@ -312,6 +313,10 @@ class MainWindow(QtWidgets.QMainWindow):
         dm_menu.addAction("Default knee grid (7 % steps, B1 0.6-1.4)", self.use_default_grid)
         dm_menu.addAction("Grid file (JSON)...", self.choose_grid_dialog)
         dm_menu.addAction("Dictionary file (HDF5)...", self.choose_dictionary_dialog)
+        dm_menu.addSeparator()
+        dm_menu.addAction("Measured B1+ map file (NIfTI or DICOM)...", self.choose_b1_file_dialog)
+        dm_menu.addAction("Measured B1+ map, DICOM folder...", self.choose_b1_folder_dialog)
+        self.clear_b1_action = dm_menu.addAction("Estimate B1+ (no measured map)", self.session.clear_b1_map)
         menu.addSeparator()
         export = menu.addMenu("Export")
         self.export_nifti_action = export.addAction(
@@ -551,6 +556,25 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.session.set_choice(EstimatorChoice("dm", dictionary_file=path))
 
+    def choose_b1_file_dialog(self) -> None:
+        name = self._ask_file("b1", "Measured B1+ map", "B1 map (*.nii *.nii.gz *.dcm *.IMA);;All files (*)")
+        if name is not None:
+            self.use_b1_map(name)
+
+    def choose_b1_folder_dialog(self) -> None:
+        folder = self._ask_folder("b1", "DICOM folder of a measured B1+ map (one series)")
+        if folder is not None:
+            self.use_b1_map(folder)
+
+    def use_b1_map(self, path: Path, scale: float | None = None) -> None:
+        """DM matches each voxel at the measured B1 of this map (placed on the series by geometry)."""
+        try:
+            self.session.use_b1_map(path, scale)
+        except MRFError as exc:
+            self._error(str(exc))
+            return
+        self.statusBar().showMessage(f"DM will use the measured B1+ map {Path(path).name}", 5000)
+
     def _show_choices(self) -> None:
         dm, nn = self.session.dm_choice, self.session.nn_choice
         if dm.dictionary_file is not None:
@@ -562,6 +586,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.dictionary_label.setText(f"DM: grid {dm.grid.name}")
         else:
             self.dictionary_label.setText("DM: knee grid (7 %, B1)")
+        if self.session.measured_b1:
+            self.dictionary_label.setText(self.dictionary_label.text() + ", measured B1")
+        self.clear_b1_action.setEnabled(self.session.measured_b1)
         self.model_label.setText(f"NN: {nn.model_path().name}" if nn.model is not None else "NN: shipped network")
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802 - Qt API
