@@ -78,17 +78,8 @@ def read_map_volume(path: str | Path, what: str = "map") -> MapVolume:
         raise MRFError(f"{what}: {dr._names([bad], 1)}: {bad.problem}")
     if not records[0].has_pixels:
         raise MRFError(f"{what}: {dr._names(records[:1], 1)} has no pixel data")
+    dr.check_alike(records, what)
     first = records[0]
-    for r in records:
-        if (r.rows, r.columns) != (first.rows, first.columns):
-            raise MRFError(f"{what}: images of different sizes ({first.rows}x{first.columns}, {r.rows}x{r.columns})")
-        same = (
-            r.orientation is None
-            if first.orientation is None
-            else r.orientation is not None and np.allclose(r.orientation, first.orientation, atol=1e-4)
-        )
-        if not same:
-            raise MRFError(f"{what}: images with different orientations ({first.path.name}, {r.path.name})")
     if len(records) > 1 and any(r.position is None or r.orientation is None for r in records):
         raise MRFError(f"{what}: images without ImagePositionPatient/ImageOrientationPatient cannot be placed")
     by_slice: dict[float, list[dr.ImageRecord]] = defaultdict(list)

@@ -639,8 +639,8 @@ def _names(records: list[ImageRecord], limit: int = 3) -> str:
     return ", ".join(names) + (f" and {len(records) - limit} more" if len(records) > limit else "")
 
 
-def _order(records: list[ImageRecord], what: str) -> tuple[list[list[ImageRecord]], list[float], str]:
-    """Records per slice (sorted along the normal) and per time point; the time key used."""
+def check_alike(records: list[ImageRecord], what: str) -> None:
+    """Refuse images of one series with different sizes or orientations (they cannot share one grid)."""
     first = records[0]
     for r in records:
         if (r.rows, r.columns) != (first.rows, first.columns):
@@ -654,6 +654,11 @@ def _order(records: list[ImageRecord], what: str) -> tuple[list[list[ImageRecord
             and not np.allclose(r.orientation, first.orientation, atol=1e-4)
         ):
             raise MRFError(f"{what}: images with different orientations ({first.path.name}, {r.path.name})")
+
+
+def _order(records: list[ImageRecord], what: str) -> tuple[list[list[ImageRecord]], list[float], str]:
+    """Records per slice (sorted along the normal) and per time point; the time key used."""
+    check_alike(records, what)
     by_slice: dict[float, list[ImageRecord]] = defaultdict(list)
     for r in records:
         by_slice[_slice_key(r)].append(r)
