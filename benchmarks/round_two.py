@@ -20,17 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrfviewer.grid import ParameterGrid, grid_from_dict
+from mrfviewer.grid import DEFAULT_GRID, ParameterGrid, grid_from_dict
 from mrfviewer.resources import default_sequence_path
 from mrfviewer.sequence import Readout, Sequence, load_sequence
 from mrfviewer.simulation import states_for_t2
 
-#: The four-parameter knee grid of the issue: 5 % log steps and B1 0.6-1.4 in 9 values (2.1 M atoms).
+#: The four-parameter knee grid of the issue: the default grid's axes in 5 % log steps (2.1 M atoms).
 KNEE4_5PCT = {
-    "t1_ms": {"min": 100, "max": 3000, "step_percent": 5},
-    "t2_ms": {"min": 5, "max": 300, "step_percent": 5},
-    "t1rho_ms": {"min": 5, "max": 300, "step_percent": 5},
-    "b1": {"min": 0.6, "max": 1.4, "n": 9, "spacing": "linear"},
+    axis: {**spec, "step_percent": 5} if "step_percent" in spec else spec for axis, spec in DEFAULT_GRID.items()
 }
 
 
