@@ -216,6 +216,21 @@ def _quadratic_peak(
     return np.nan_to_num(delta)
 
 
+def _refine_chunk(n_voxels: int, n_free: int, rank: int, memory_mb: float) -> tuple[int, int]:
+    """Voxels per refinement chunk and threads, so that all threads' neighbourhoods fit ``memory_mb``.
+
+    A voxel's fit gathers 3^P neighbouring atoms (complex64, then complex128) and
+    their indices, validity, correlations and the quadratic's design products.
+    """
+    neighbours = 3**n_free
+    terms = 1 + n_free + n_free * (n_free + 1) // 2
+    per_voxel = neighbours * (rank * (8 + 16) + 8 * 8) + 3 * terms * terms * 8
+    threads = match_threads(-(-n_voxels // 64))
+    budget = max(float(memory_mb), 0.01) * 2**20 / threads
+    chunk = int(min(1024, max(16, budget // per_voxel)))
+    return chunk, max(1, min(threads, -(-n_voxels // chunk)))
+
+
 def _refine(
     dictionary: Dictionary,
     atoms: np.ndarray,
@@ -223,7 +238,7 @@ def _refine(
     best: np.ndarray,
     fixed_b1: bool,
     iterations: int = 3,
-    chunk: int = 1024,
+    memory_mb: float = DEFAULT_MEMORY_MB,
     table: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sub-grid parameters by a quadratic fit of the correlation around the best atom.
@@ -231,13 +246,15 @@ def _refine(
     When the fitted peak lies past a neighbouring grid point, the fit moves to that
     neighbour and is repeated (at most ``iterations`` times); the final offset is
     clamped to one grid step. Axes are log-spaced, so the offset is applied to the
-    logarithm of each parameter with the local grid step. Returns (n, 4) parameters.
+    logarithm of each parameter with the local grid step. The voxel chunks of all
+    threads together stay within ``memory_mb``. Returns (n, 4) parameters.
     """
     grid = dictionary.grid
     table = grid.lookup() if table is None else table
     free = [0, 1, 2] + ([3] if grid.has_b1 and not fixed_b1 else [])
     logs = [np.log(grid.axis(a)) for a in ("t1_ms", "t2_ms", "t1rho_ms", "b1")]
     params = dictionary.params[best].copy()
+    chunk, threads = _refine_chunk(best.size, len(free), atoms.shape[1], memory_mb)
 
     def run(start: int) -> None:
         sl = slice(start, start + chunk)
@@ -267,7 +284,6 @@ def _refine(
 
     # Chunks are independent: one thread per core (numpy's BLAS pinned to one thread each).
     starts = list(range(0, best.size, chunk))
-    threads = match_threads(len(starts))
     if threads == 1:
         for start in starts:
             run(start)
@@ -480,6 +496,7 @@ def match_compressed(
                 y[off_grid].astype(np.complex128),
                 best[off_grid],
                 fixed_b1=nearest is not None,
+                memory_mb=memory_mb,
                 table=_grid_index(prepared, dictionary).table,
             )
     inner = np.einsum("nk,nk->n", atoms[best].conj(), y)

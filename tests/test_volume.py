@@ -33,12 +33,6 @@ def test_slabs_cover_the_volume_within_the_budget(volume):
     assert source.slabs(memory_mb=0.001) == [(z, z + 1) for z in range(24)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known regression (found 2026-12-02): the streamed DM peaks at 25.45 MiB against the 25.0 MiB "
-    "bound (2 x the 8 MiB budget + what is kept per voxel); without refinement 18 MiB: the sub-grid "
-    "refinement's GEMMs are not held to --memory-mb",
-)
 def test_streamed_dm_from_hdf5_equals_in_memory_and_stays_within_memory(tmp_path, volume, tiny_dictionary):
     path = write_series_h5(volume, tmp_path / "volume.h5")
     series_mib = volume.data.nbytes / 2**20
