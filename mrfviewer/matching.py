@@ -168,7 +168,7 @@ def _quadratic_design(n_free: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _quadratic_peak(
-    table: np.ndarray, atoms: np.ndarray, y: np.ndarray, idx: np.ndarray, free: list[int]
+    table: np.ndarray, conjugated: np.ndarray, y: np.ndarray, idx: np.ndarray, free: list[int]
 ) -> np.ndarray:
     """Offset (in grid steps, per free axis) of the peak of a quadratic fitted to |<a, y>|.
 
@@ -188,8 +188,9 @@ def _quadratic_peak(
         pos[t] = np.clip(shifted, 0, table.shape[t] - 1)
     neighbours = table[tuple(pos)]
     valid &= neighbours >= 0
-    gathered = atoms[np.maximum(neighbours, 0)].astype(np.complex128)  # (n, m, K)
-    corr = np.abs(np.matmul(gathered.conj(), y[:, :, None])[..., 0])
+    # Gathered from the conjugated atoms: no conjugate copy; matmul promotes to complex128.
+    gathered = conjugated[np.maximum(neighbours, 0)]  # (n, m, K)
+    corr = np.abs(np.matmul(gathered, y[:, :, None])[..., 0])
     corr /= np.maximum(np.linalg.norm(y, axis=1), np.finfo(np.float64).tiny)[:, None]
     w = valid.astype(np.float64)
     # Weighted normal equations as two GEMMs: sum_m w D_mi D_mj = w @ (D_i D_j) and sum_m w c D_mi.
@@ -219,7 +220,7 @@ def _quadratic_peak(
 def _refine_chunk(n_voxels: int, n_free: int, rank: int, memory_mb: float) -> tuple[int, int]:
     """Voxels per refinement chunk and threads, so that all threads' neighbourhoods fit ``memory_mb``.
 
-    A voxel's fit gathers 3^P neighbouring atoms (complex64, then complex128) and
+    A voxel's fit gathers 3^P neighbouring atoms (complex64, their products complex128) and
     their indices, validity, correlations and the quadratic's design products.
     """
     neighbours = 3**n_free
@@ -233,7 +234,7 @@ def _refine_chunk(n_voxels: int, n_free: int, rank: int, memory_mb: float) -> tu
 
 def _refine(
     dictionary: Dictionary,
-    atoms: np.ndarray,
+    conjugated: np.ndarray,
     y: np.ndarray,
     best: np.ndarray,
     fixed_b1: bool,
@@ -254,14 +255,14 @@ def _refine(
     free = [0, 1, 2] + ([3] if grid.has_b1 and not fixed_b1 else [])
     logs = [np.log(grid.axis(a)) for a in ("t1_ms", "t2_ms", "t1rho_ms", "b1")]
     params = dictionary.params[best].copy()
-    chunk, threads = _refine_chunk(best.size, len(free), atoms.shape[1], memory_mb)
+    chunk, threads = _refine_chunk(best.size, len(free), conjugated.shape[1], memory_mb)
 
     def run(start: int) -> None:
         sl = slice(start, start + chunk)
         idx = dictionary.index[best[sl]].copy()
         yc = y[sl]
         for it in range(iterations):
-            delta = _quadratic_peak(table, atoms, yc, idx, free)
+            delta = _quadratic_peak(table, conjugated, yc, idx, free)
             if it == iterations - 1:
                 break
             step = np.rint(np.clip(delta, -1, 1)).astype(np.int64) * (np.abs(delta) > 1)
@@ -492,7 +493,7 @@ def match_compressed(
         if off_grid.any():
             params[off_grid] = _refine(
                 dictionary,
-                atoms,
+                prepared.conjugated,
                 y[off_grid].astype(np.complex128),
                 best[off_grid],
                 fixed_b1=nearest is not None,
