@@ -199,6 +199,53 @@ def _local_search(
     return best, best_power
 
 
+def _climb(
+    grid: GridIndex,
+    atoms_conj: torch.Tensor,
+    y: np.ndarray,
+    best: np.ndarray,
+    power: np.ndarray | None,
+    offsets: np.ndarray,
+    moves: int,
+    cancel: CancelToken | None,
+    on_move: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move each voxel to the best atom at ``offsets`` around its atom until none moves (at most ``moves``).
+
+    ``y`` sets the precision of the ranking (complex64 or complex128). ``power`` is the
+    squared correlation of the starting atoms; ``None`` ranks every neighbourhood afresh
+    (the starting atom is then re-correlated at the same precision).
+    """
+    device = atoms_conj.device
+    threads = usable_cores() if device.type == "cpu" else 1
+    yt = torch.from_numpy(y).to(device)
+    best = best.copy()
+    fresh = power is None
+    power = np.full(best.size, -1.0, dtype=y.real.dtype) if power is None else power.copy()
+    active = np.arange(best.size)
+    with single_threaded_ops() if device.type == "cpu" else contextlib.nullcontext():
+        for move in range(moves):
+            check_cancel(cancel)
+            moved_best, moved_power = _local_search(
+                grid,
+                atoms_conj,
+                yt[torch.from_numpy(active).to(device)],
+                best[active],
+                np.full(active.size, -1.0) if fresh else power[active],
+                offsets,
+                threads,
+                cancel,
+            )
+            moved = moved_best != best[active]
+            best[active], power[active] = moved_best, moved_power
+            active = active[moved]
+            if on_move is not None:
+                on_move(move)
+            if active.size == 0:
+                break
+    return best, power
+
+
 def fast_best_atoms(
     grid: GridIndex,
     y: np.ndarray,
@@ -253,33 +300,20 @@ def fast_best_atoms(
             sub, sub_power = exhaustive(y[voxels], coarse, None)
             best[voxels], power[voxels] = coarse[sub], sub_power
             report(coarse_progress, (i + 1) / len(positions), "matching (coarse)")
-    device = atoms_conj.device
-    threads = usable_cores() if device.type == "cpu" else 1
-    yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.complex64)).to(device)
-    power = power.astype(np.float32)
     # Climb: the best atom within ``reach`` steps along the free axes (the first move covers the
     # coarse cell and its neighbours), repeated from where voxels moved until none moves.
     offsets = _offsets(tuple((reach if a in free else 0) for a in range(4)))
-    active = np.arange(n)
-    with single_threaded_ops() if device.type == "cpu" else contextlib.nullcontext():
-        for move in range(moves):
-            check_cancel(cancel)
-            moved_best, moved_power = _local_search(
-                grid,
-                atoms_conj,
-                yt[torch.from_numpy(active).to(device)],
-                best[active],
-                power[active],
-                offsets,
-                threads,
-                cancel,
-            )
-            moved = moved_best != best[active]
-            best[active], power[active] = moved_best, moved_power
-            active = active[moved]
-            report(progress, 0.8 + 0.2 * (move + 1) / moves, "matching (local)")
-            if active.size == 0:
-                break
+    best, power = _climb(
+        grid,
+        atoms_conj,
+        np.ascontiguousarray(y, dtype=np.complex64),
+        best,
+        power.astype(np.float32),
+        offsets,
+        moves,
+        cancel,
+        lambda move: report(progress, 0.8 + 0.2 * (move + 1) / moves, "matching (local)"),
+    )
     report(progress, 1.0, "matching")
     return best, power
 
@@ -302,31 +336,9 @@ def polish(
     ties the same way for both searches (and makes the exhaustive atom the true maximum).
     Returns the atoms and their squared correlation (float64 ranking, float32 values).
     """
-    n = y.shape[0]
     free = [0, 1, 2] + ([] if fixed_b1 or grid.shape[3] == 1 else [3])
     offsets = _offsets(tuple((1 if a in free else 0) for a in range(4)))
-    device = atoms_conj.device
-    threads = usable_cores() if device.type == "cpu" else 1
-    yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.complex128)).to(device)
-    best = best.copy()
-    power = np.full(n, -1.0)
-    active = np.arange(n)
-    with single_threaded_ops() if device.type == "cpu" else contextlib.nullcontext():
-        for _ in range(moves):
-            check_cancel(cancel)
-            moved_best, moved_power = _local_search(
-                grid,
-                atoms_conj,
-                yt[torch.from_numpy(active).to(device)],
-                best[active],
-                np.full(active.size, -1.0),
-                offsets,
-                threads,
-                cancel,
-            )
-            moved = moved_best != best[active]
-            best[active], power[active] = moved_best, moved_power
-            active = active[moved]
-            if active.size == 0:
-                break
+    best, power = _climb(
+        grid, atoms_conj, np.ascontiguousarray(y, dtype=np.complex128), best, None, offsets, moves, cancel
+    )
     return best, power.astype(np.float32)
