@@ -254,7 +254,7 @@ def test_dicom_seg_labels_are_placed_by_position(tmp_path, synthetic):
 )
 def test_raw_pixel_reads_equal_pydicom_decoding(tmp_path, change):
     """Native pixel data are read straight from the file; anything unusual goes through pydicom."""
-    from mrfviewer.io.dicom_read import _read_header, _read_pixels
+    from mrfviewer.io.dicom_read import _read_pixels, read_header
 
     ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))  # 64 x 64, signed 16 bit, explicit VR LE
     ds.PixelRepresentation = 0 if change == "none" else ds.PixelRepresentation
@@ -269,7 +269,7 @@ def test_raw_pixel_reads_equal_pydicom_decoding(tmp_path, change):
         ds.save_as(path, enforce_file_format=True)
     else:
         ds.save_as(path, enforce_file_format=True)
-    (record,) = _read_header(path)
+    (record,) = read_header(path)
     native = change in ("none", "signed", "implicit_vr")
     assert (record.pixel_offset is not None) == native
     ours = _read_pixels([[record]], (1, 1, 64, 64))[0, 0]
@@ -423,9 +423,9 @@ def test_phase_rules():
 
 
 def _header_records():
-    from mrfviewer.io.dicom_read import _read_header
+    from mrfviewer.io.dicom_read import read_header
 
-    return _read_header(Path(get_testdata_file("MR_small.dcm")))
+    return read_header(Path(get_testdata_file("MR_small.dcm")))
 
 
 @pytest.mark.parametrize("syntax", ["RLELossless", "JPEG2000Lossless", "JPEGLSLossless"])

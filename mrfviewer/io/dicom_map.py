@@ -57,8 +57,8 @@ def _records(path: Path, what: str) -> list[dr.ImageRecord]:
             raise MRFError(f"{what}: {path} holds {len(scan.series)} image series ({names}); give the map's own folder")
         return next(iter(scan.series.values())).records
     try:
-        return dr._read_header(path)
-    except dr._NotAnImage as exc:
+        return dr.read_header(path)
+    except dr.NotAnImage as exc:
         raise MRFError(f"{what}: {path.name} is not a DICOM image ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable header is a user-facing file problem
         raise MRFError(f"{what}: {path.name} is not readable as DICOM ({type(exc).__name__})") from None
@@ -75,22 +75,22 @@ def read_map_volume(path: str | Path, what: str = "map") -> MapVolume:
     records = _records(path, what)
     bad = next((r for r in records if r.problem), None)
     if bad is not None:
-        raise MRFError(f"{what}: {dr._names([bad], 1)}: {bad.problem}")
+        raise MRFError(f"{what}: {dr.record_names([bad], 1)}: {bad.problem}")
     if not records[0].has_pixels:
-        raise MRFError(f"{what}: {dr._names(records[:1], 1)} has no pixel data")
+        raise MRFError(f"{what}: {dr.record_names(records[:1], 1)} has no pixel data")
     dr.check_alike(records, what)
     first = records[0]
     if len(records) > 1 and any(r.position is None or r.orientation is None for r in records):
         raise MRFError(f"{what}: images without ImagePositionPatient/ImageOrientationPatient cannot be placed")
     by_slice: dict[float, list[dr.ImageRecord]] = defaultdict(list)
     for r in records:
-        by_slice[dr._slice_key(r)].append(r)
+        by_slice[dr.slice_position(r)].append(r)
     positions = sorted(by_slice)
     crowded = next((p for p in positions if len(by_slice[p]) > 1), None)
     if crowded is not None:
         raise MRFError(
             f"{what}: {len(by_slice[crowded])} images at slice position {crowded:g} mm "
-            f"({dr._names(by_slice[crowded], 2)}): a map has one image per slice"
+            f"({dr.record_names(by_slice[crowded], 2)}): a map has one image per slice"
         )
     slices = [by_slice[p][0] for p in positions]
     units = {r.value_map[2] if r.value_map else "" for r in slices}
@@ -100,7 +100,7 @@ def read_map_volume(path: str | Path, what: str = "map") -> MapVolume:
     values = np.empty((len(slices), *shape), dtype=np.float64)
     cache: dict[Path, np.ndarray] = {}
     for z, r in enumerate(slices):
-        stored = dr._image_pixels(r, cache, shape).astype(np.float64)
+        stored = dr.image_pixels(r, cache, shape).astype(np.float64)
         slope, intercept = (r.value_map[0], r.value_map[1]) if r.value_map else (r.slope, r.intercept)
         values[z] = stored * slope + intercept
     return MapVolume(

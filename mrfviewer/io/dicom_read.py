@@ -130,7 +130,7 @@ class SeriesInfo:
 
     @property
     def n_slices(self) -> int:
-        return len({_slice_key(r) for r in self.records})
+        return len({slice_position(r) for r in self.records})
 
     @property
     def n_timepoints(self) -> int:
@@ -147,7 +147,7 @@ class SeriesInfo:
             return False, "no pixel data"
         bad = next((r for r in self.records if r.problem), None)
         if bad is not None:
-            return False, f"{_names([bad], 1)}: {bad.problem}"
+            return False, f"{record_names([bad], 1)}: {bad.problem}"
         n_slices, n_time = self.n_slices, self.n_timepoints
         if n_time < MIN_TIMEPOINTS and not (self.folder / SIDECAR).exists():
             what = "1 image" if self.n_images == 1 else f"{n_time} time point(s) per slice"
@@ -406,7 +406,7 @@ def _records(path: Path, ds: pydicom.Dataset, has_pixels: bool, get: Getter | No
     return [record]
 
 
-class _NotAnImage(Exception):
+class NotAnImage(Exception):
     """A readable DICOM file that holds no image (e.g. a report, a DICOMDIR-like object)."""
 
 
@@ -537,7 +537,7 @@ def decoder_problem(transfer_syntax: str) -> str | None:
     )
 
 
-def _read_header(path: Path) -> list[ImageRecord]:
+def read_header(path: Path) -> list[ImageRecord]:
     """Header records of one file, read completely now (pydicom parses lazily)."""
     with warnings.catch_warnings(record=True) as caught, open(path, "rb") as fp:
         # pydicom warns about damaged or odd headers (several stderr lines each): what matters
@@ -545,7 +545,7 @@ def _read_header(path: Path) -> list[ImageRecord]:
         warnings.simplefilter("always")
         ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS))
         if "Rows" not in ds or "SOPClassUID" not in ds:
-            raise _NotAnImage("no image (no Rows or SOPClassUID)")
+            raise NotAnImage("no image (no Rows or SOPClassUID)")
         get = functools.partial(_fast_get, ds)
         has_pixels = _pixel_tag_follows(fp, ds)
         native = _native_pixels(fp, ds, get) if has_pixels else None
@@ -553,7 +553,7 @@ def _read_header(path: Path) -> list[ImageRecord]:
     for warning in caught:
         log.debug("%s: pydicom: %s", path, warning.message)
     if not records:
-        raise _NotAnImage("no frames")
+        raise NotAnImage("no frames")
     if has_pixels and native is None:
         meta = getattr(ds, "file_meta", None)
         problem = decoder_problem(str(_fast_get(meta, "TransferSyntaxUID", "")) if meta is not None else "")
@@ -584,8 +584,8 @@ def scan_folder(
         if path.name.upper() == "DICOMDIR" or path.name == SIDECAR:
             continue
         try:
-            records = _read_header(path)
-        except _NotAnImage as exc:
+            records = read_header(path)
+        except NotAnImage as exc:
             skipped.append((path, str(exc)))
             continue
         except Exception as exc:  # noqa: BLE001 - one unreadable file must never break a scan
@@ -628,13 +628,15 @@ def _normal(orientation: tuple[float, ...]) -> np.ndarray:
     return np.cross(orientation[:3], orientation[3:])
 
 
-def _slice_key(record: ImageRecord) -> float:
+def slice_position(record: ImageRecord) -> float:
+    """Position of an image along its slice normal (mm, rounded to 0.01 mm; 0 without geometry)."""
     if record.position is None or record.orientation is None:
         return 0.0
     return round(float(np.dot(record.position, _normal(record.orientation))), 2)
 
 
-def _names(records: list[ImageRecord], limit: int = 3) -> str:
+def record_names(records: list[ImageRecord], limit: int = 3) -> str:
+    """File names (and frames) of the first ``limit`` records, for a one-line message."""
     names = [r.path.name + (f"[frame {r.frame}]" if r.frame is not None else "") for r in records[:limit]]
     return ", ".join(names) + (f" and {len(records) - limit} more" if len(records) > limit else "")
 
@@ -661,7 +663,7 @@ def _order(records: list[ImageRecord], what: str) -> tuple[list[list[ImageRecord
     check_alike(records, what)
     by_slice: dict[float, list[ImageRecord]] = defaultdict(list)
     for r in records:
-        by_slice[_slice_key(r)].append(r)
+        by_slice[slice_position(r)].append(r)
     positions = sorted(by_slice)
     counts = {len(v) for v in by_slice.values()}
     if len(counts) != 1:
@@ -708,7 +710,7 @@ def _decode(path: Path) -> np.ndarray:
                 log.debug("%s: pydicom: %s", path, warning.message)
 
 
-def _image_pixels(r: ImageRecord, cache: dict[Path, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+def image_pixels(r: ImageRecord, cache: dict[Path, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     """Stored pixel values of one image (native data read directly, anything else by pydicom)."""
     try:
         if r.pixel_offset is not None:
@@ -740,7 +742,7 @@ def _read_pixels(records: list[list[ImageRecord]], shape: tuple[int, ...]) -> np
     cache: dict[Path, np.ndarray] = {}
     for z, column in enumerate(records):
         for t, r in enumerate(column):
-            pixels = _image_pixels(r, cache, shape[2:])
+            pixels = image_pixels(r, cache, shape[2:])
             np.multiply(pixels, np.float32(r.slope), out=out[t, z], casting="unsafe")
             if r.intercept:
                 out[t, z] += np.float32(r.intercept)
@@ -783,7 +785,7 @@ def _phase_factors(records: list[list[ImageRecord]], magnitude: np.ndarray) -> n
     tables: dict[tuple, tuple[int, np.ndarray, np.ndarray]] = {}
     for z, column in enumerate(records):
         for t, r in enumerate(column):
-            pixels = _image_pixels(r, cache, magnitude.shape[2:])
+            pixels = image_pixels(r, cache, magnitude.shape[2:])
             if r.bits_stored > 16:
                 angle = phase_of_stored(r, pixels)
                 np.multiply(magnitude[t, z], np.cos(angle), out=out.real[t, z], casting="unsafe")
@@ -863,10 +865,10 @@ def plan_series(infos: list[SeriesInfo], sequence: Sequence | None = None) -> Di
     records = [r for info in infos for r in info.records]
     what = f"series '{infos[0].description or infos[0].uid}'"
     if not records[0].has_pixels:
-        raise MRFError(f"{what}: the images have no pixel data ({_names(records)})")
+        raise MRFError(f"{what}: the images have no pixel data ({record_names(records)})")
     bad = next((r for r in records if r.problem), None)
     if bad is not None:
-        raise MRFError(f"{what}: {_names([bad], 1)}: {bad.problem}")
+        raise MRFError(f"{what}: {record_names([bad], 1)}: {bad.problem}")
     magnitude = [r for r in records if r.component in (None, "M")]
     phase = [r for r in records if r.component == "P"]
     if not magnitude:
