@@ -200,3 +200,31 @@ def test_magnitude_only_cohort(tmp_path, tiny_sequence, tiny_files):
     assert [r["status"] for r in rows] == ["done", "done"]
     side = json.loads(next(out.glob("sub-0/*/T1map.json")).read_text())
     assert side["dictionary"]["signal"] == "magnitude"
+
+
+def test_batch_bids_layout_is_one_derivatives_dataset(tmp_path, cohort, tiny_dictionary):
+    """``batch --layout bids``: one dataset description, each series in its own ``sub-*/ses-*``
+    folder with BIDS names and times in seconds; the summary and failures as in a flat batch."""
+    import nibabel as nib
+
+    save_dictionary(tiny_dictionary, tmp_path / "dict.h5")
+    output = tmp_path / "bids"
+    args = ["-q", "batch", str(cohort), "--output", str(output), "--dictionary", str(tmp_path / "dict.h5")]
+    assert main([*args, "--workers", "1", "--layout", "bids"]) == 2  # SUBJ04 has no sequence
+    description = json.loads((output / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    rows = _summary(output)
+    assert {(r["subject"], r["status"]) for r in rows} >= {("SUBJ01", "done"), ("SUBJ03", "done"), ("SUBJ04", "failed")}
+    t1_maps = sorted(p for p in output.glob("sub-*/ses-*/anat/*_T1map.nii.gz") if "_desc-" not in p.name)
+    assert [p.parts[-4] for p in t1_maps] == ["sub-SUBJ01", "sub-SUBJ02", "sub-SUBJ03"]
+    assert all(p.name.startswith(f"{p.parts[-4]}_{p.parts[-3]}_") for p in t1_maps)  # sub-X_ses-Y_T1map
+    t1_s = np.asarray(nib.load(t1_maps[0]).dataobj)
+    assert 0.1 < np.median(t1_s[t1_s > 0]) < 3.0  # seconds, not ms
+    assert json.loads(t1_maps[0].with_name(t1_maps[0].name.replace(".nii.gz", ".json")).read_text())["Units"] == "s"
+    assert not list(output.glob("*.nii.gz")) and not list(output.glob("**/*.partial"))
+    assert "done.json" in (output / ".bidsignore").read_text()  # our resume marker is not BIDS
+    # A second run skips the finished series and leaves their files untouched.
+    stamp = t1_maps[0].stat().st_mtime_ns
+    assert main([*args, "--workers", "1", "--layout", "bids"]) == 2
+    assert {r["status"] for r in _summary(output) if r["subject"] == "SUBJ01"} == {"skipped"}
+    assert t1_maps[0].stat().st_mtime_ns == stamp
