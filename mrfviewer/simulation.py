@@ -287,33 +287,39 @@ class _RealEpg:
         folded back every ``_FOLD`` pulses (before they can underflow) and at the end.
         ``samples`` (n_pulses, N) receives P_0 after each pulse (true scale).
         """
-        d = torch.ones_like(self.tissues.t1)
-        e = torch.ones_like(d)
-        p_rows = self.pbuf
         # Fold before D can fall below e^-60 (float32 ends near e^-87): fewer pulses for very short T2.
         distinct = {id(r[2]): r[2] for r in relax}.values()
         worst = max(float(-torch.log(e2.clamp_min(1e-300)).max()) for e2 in distinct) if relax else 0.0
         fold = max(1, min(_FOLD, int(60.0 / worst) if worst > 0 else _FOLD))
-        for i in range(cos_a.shape[0]):
-            p, m, z, u, t = self.p, self.m, self.z, self.u, self.t
-            ratio = e / d
-            torch.add(p, m, out=u)
-            torch.mul(u, (cos_a[i] - 1.0) * 0.5, out=t)
-            t.addcmul_(z, sin_a[i] * ratio)
-            z.mul_(cos_a[i]).addcmul_(u, sin_a[i] * (-0.5) / ratio)
-            p.add_(t)
-            m.add_(t)
-            if samples is not None:
-                torch.mul(p_rows[self.p0], d, out=samples[i])
-            e1, recovery, e2 = relax[i]
-            d = d * e2
-            e = e * e1
-            z[0].addcmul_(recovery, 1.0 / e)
-            self.shift()
-            if (i + 1) % fold == 0:
-                self._fold(d, e)
-                d, e = torch.ones_like(d), torch.ones_like(e)
-        self._fold(d, e)
+        n = cos_a.shape[0]
+        # Per-pulse factors of the train, computed a window of ``fold`` pulses at a time in a few
+        # (pulses, N) ops: the loop below is left with the passes over the (K, N) states.
+        half_cos_m1 = (cos_a - 1.0) * 0.5
+        e1_rows, recovery_rows, e2_rows = (torch.stack([r[j] for r in relax]) for j in range(3))
+        ones = torch.ones_like(self.tissues.t1)[None, :]
+        p_rows = self.pbuf
+        for w0 in range(0, n, fold):
+            w1 = min(n, w0 + fold)
+            d_after = torch.cumprod(e2_rows[w0:w1], dim=0)  # D after each pulse of the window
+            e_after = torch.cumprod(e1_rows[w0:w1], dim=0)
+            d_before = torch.cat([ones, d_after[:-1]])
+            ratio = torch.cat([ones, e_after[:-1]]) / d_before
+            z_gain = sin_a[w0:w1] * ratio
+            u_gain = sin_a[w0:w1] * (-0.5) / ratio
+            recovery = recovery_rows[w0:w1] * e_after.reciprocal()
+            for j, i in enumerate(range(w0, w1)):
+                p, m, z, u, t = self.p, self.m, self.z, self.u, self.t
+                torch.add(p, m, out=u)
+                torch.mul(u, half_cos_m1[i], out=t)
+                t.addcmul_(z, z_gain[j])
+                z.mul_(cos_a[i]).addcmul_(u, u_gain[j])
+                p.add_(t)
+                m.add_(t)
+                if samples is not None:
+                    torch.mul(p_rows[self.p0], d_before[j], out=samples[i])
+                z[0].add_(recovery[j])
+                self.shift()
+            self._fold(d_after[-1], e_after[-1])
         self.transverse_zero = False
 
     def _fold(self, d: torch.Tensor, e: torch.Tensor) -> None:
@@ -787,11 +793,13 @@ def _affine_tail(state: _RealEpg, rest: list[_Step], rows: int) -> AffineTail:
     b = torch.zeros((rows, u), dtype=dtype, device=device)
     segment = torch.zeros(rows, dtype=torch.int64, device=device)
     zero = torch.zeros(u, dtype=dtype, device=device)
+    # One buffer for the samples of every segment (they write disjoint rows, only those are read):
+    # zeroing a (T, 3u) array per segment had cost a quarter of the simulation.
+    out = torch.empty((rows, 3 * u), dtype=dtype, device=device)
 
     def run(part: list[_Step], seg: int, alpha: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probe = _RealEpg(1, three)
         probe.z[0] = torch.cat([alpha, beta, zero])
-        out = torch.zeros((rows, 3 * u), dtype=dtype, device=device)
         _run_steps(probe, part, out)
         for s in part:
             if s.offset is not None and isinstance(s.block, Readout):

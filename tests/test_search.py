@@ -46,8 +46,14 @@ def test_fast_search_returns_noiseless_on_grid_atoms_exactly(tiny_b1_dictionary)
     atoms = np.random.default_rng(3).choice(d.n_atoms, 200, replace=False)
     fp = simulate_fingerprints(d.sequence, *d.params[atoms].T).numpy() * (0.6 * np.exp(0.3j))
     result = match_compressed(d, d.project(fp), search="fast")
-    np.testing.assert_array_equal(result.atom, atoms)
-    np.testing.assert_allclose(result.params, d.params[atoms], rtol=1e-12)
+    # Some neighbours along T1rho are one fingerprint in float32 (the tiny sequence's short
+    # spin-locks: 1 - |corr| about 2e-7 at long T1rho): either atom is then a correct answer.
+    c = d.coeffs / np.linalg.norm(d.coeffs, axis=1, keepdims=True)
+    twin = 1 - np.abs(np.sum(c[result.atom].conj() * c[atoms], axis=1)) < 1e-6
+    assert np.all((result.atom == atoms) | twin)
+    assert np.mean(result.atom == atoms) >= 0.98
+    same = result.atom == atoms
+    np.testing.assert_allclose(result.params[same], d.params[atoms[same]], rtol=1e-12)
 
 
 def test_fast_search_with_a_known_b1_stays_on_that_b1(tiny_b1_dictionary):
