@@ -905,13 +905,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mrfviewer import logs
 
     log_path = logs.setup(debug=args.debug)
+    code: int | None = None
     try:
         with _cancel_on_interrupt() as cancel:
-            return int(args.func(args, cancel))
+            code = int(args.func(args, cancel))
+        return code
     except MRFError as exc:
         print(f"mrfviewer: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):
+        if code is not None:
+            # The command had finished (its outputs are in place) when the signal came, as
+            # Python's own handler was being restored: the outcome stands.
+            return code
         print("mrfviewer: cancelled; no output was written", file=sys.stderr)
         return EXIT_CANCELLED
     except MemoryError:
