@@ -48,8 +48,13 @@ def _progress_bar(label: str, enabled: bool = True):  # noqa: ANN202 - a context
 
 
 @contextlib.contextmanager
-def _cancel_on_interrupt() -> Iterator[CancelToken]:
-    """A cancel token set by Ctrl-C or SIGTERM (a scheduler's kill), so long jobs stop cleanly between chunks."""
+def _cancel_on_interrupt(restore: bool = True) -> Iterator[CancelToken]:
+    """A cancel token set by Ctrl-C or SIGTERM (a scheduler's kill), so long jobs stop cleanly between chunks.
+
+    On leaving, the previous handlers come back, or with ``restore=False`` (the process exits
+    next) the signals are ignored: the outcome is decided, and a signal during the interpreter's
+    shutdown (a second or so with torch loaded) would otherwise kill a run whose outputs are complete.
+    """
     token = CancelToken()
     signals = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
     previous = {s: signal.getsignal(s) for s in signals}
@@ -67,7 +72,7 @@ def _cancel_on_interrupt() -> Iterator[CancelToken]:
     finally:
         with contextlib.suppress(ValueError):
             for s, old in previous.items():
-                signal.signal(s, old)
+                signal.signal(s, old if restore else signal.SIG_IGN)
 
 
 def _sequence(args: argparse.Namespace):
@@ -907,7 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_path = logs.setup(debug=args.debug)
     code: int | None = None
     try:
-        with _cancel_on_interrupt() as cancel:
+        with _cancel_on_interrupt(restore=argv is not None) as cancel:  # argv None: this process's command line
             code = int(args.func(args, cancel))
         return code
     except MRFError as exc:

@@ -30,7 +30,7 @@ def test_a_signal_after_the_command_finished_keeps_its_outcome(tmp_path, monkeyp
     from mrfviewer.engine import CancelToken
 
     @contextlib.contextmanager
-    def late_signal():
+    def late_signal(restore: bool = True):
         yield CancelToken()
         raise KeyboardInterrupt  # what the restored default handler raises for a signal in this gap
 
@@ -38,6 +38,26 @@ def test_a_signal_after_the_command_finished_keeps_its_outcome(tmp_path, monkeyp
     out = tmp_path / "fp.csv"
     assert main(["-q", "simulate", "--t1", "1200", "--t2", "35", "--t1rho", "45", "--output", str(out)]) == 0
     assert out.exists() and "cancelled" not in capsys.readouterr().err
+
+
+def test_the_process_ignores_signals_once_its_command_finished(tmp_path, monkeypatch):
+    """Run as the program (argv from sys.argv), a signal during the interpreter's shutdown must not
+    kill a run whose outputs are complete; called with argv (in-process) the handlers come back."""
+    import signal
+
+    out = tmp_path / "fp.csv"
+    argv = ["-q", "simulate", "--t1", "1200", "--t2", "35", "--t1rho", "45", "--output", str(out)]
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        assert main(argv) == 0
+        assert signal.getsignal(signal.SIGINT) is before
+        monkeypatch.setattr(sys, "argv", ["mrfviewer", *argv[:-1], str(tmp_path / "again.csv")])
+        assert main() == 0
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize(
