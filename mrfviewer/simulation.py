@@ -923,10 +923,13 @@ def _simulate_chunked(
     total = sum(c[2] for c in plan.chunks) or 1.0
     finished = [0.0]
     lock = threading.Lock()
+    caller = threading.get_ident()
 
     def done(cost: float) -> None:
         with lock:
             finished[0] += cost
+        if threading.get_ident() == caller:  # chunks run here (one worker): report per piece, not per chunk
+            tell()
 
     def run(chunk: Chunk) -> None:
         _run_chunk(
@@ -947,6 +950,7 @@ def _simulate_chunked(
         fraction = min(finished[0] / total, 1.0)
         report(progress, fraction, f"simulated about {int(n * fraction)} of {n} fingerprints")
 
+    tell()  # the stage shows from its start (a small simulation may be one chunk)
     _run_chunks(plan.chunks, run, tell, workers)
 
 

@@ -46,9 +46,13 @@ def test_streamed_dm_from_hdf5_equals_in_memory_and_stays_within_memory(tmp_path
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    for name in ("T1", "T2", "T1rho", "PD", "match"):
-        np.testing.assert_allclose(streamed.values[name], reference.values[name], rtol=1e-5, equal_nan=True)
-    np.testing.assert_array_equal(streamed.atom, reference.atom)
+    # Only float32 ties may go either way (the GEMM's summation order differs with the blocks in
+    # memory; seen: 1 voxel of 98,304 whose two best atoms correlate 0.9999492 and 0.9999494).
+    np.testing.assert_allclose(streamed.values["match"], reference.values["match"], rtol=1e-6, equal_nan=True)
+    same = streamed.atom == reference.atom
+    assert same.mean() >= 0.9999, f"{np.sum(~same)} voxels on another atom"
+    for name in ("T1", "T2", "T1rho", "PD"):
+        np.testing.assert_allclose(streamed.values[name][same], reference.values[name][same], rtol=1e-5)
     # What stays for the whole volume: K coefficients + norm per voxel, and the maps.
     n_vox = volume.data[0].size
     kept_mib = n_vox * (tiny_dictionary.rank * 8 + 8 + 6 * 4 + 8) / 2**20
