@@ -294,6 +294,29 @@ def test_roi_table_refresh_repaints_without_resetting(qtbot, window, knee_series
     assert resets == [] and model.rowCount() == len(window.session.labels.labels())
 
 
+def test_roi_table_refresh_writes_only_the_cells_that_changed(qtbot, window, knee_series, results):
+    from mrfviewer.gui.roi_table import cell_text, cell_tooltip
+
+    _show(qtbot, window, knee_series, results)
+    session, model = window.session, window.roi_panel.model
+    square = np.array([(2.0, 2.0), (6.0, 2.0), (6.0, 5.0), (2.0, 5.0)])
+    name = session.add_roi("rectangle", square, {"pos": (2.0, 2.0), "size": (4.0, 3.0), "angle": 0.0})
+    changed = []
+    model.dataChanged.connect(lambda top, bottom, *_: changed.append((top.row(), bottom.row())))
+    window.roi_panel.refresh()
+    assert changed == []  # nothing changed: nothing written, nothing to repaint
+    session.set_slice(1)  # the drawn ROI's statistics follow the slice; the labels' (per volume) stay
+    row = model.row_of(name)
+    assert changed and set(changed) == {(row, row)}
+    column = model.columns.index(("value", "T1"))
+    cell = model.line(row).cells["T1"]
+    assert cell.slice == 1 and model.data(model.index(row, column)) == cell_text(cell)
+    assert model.tooltip(model.index(row, column)) == cell_tooltip(cell)  # made when asked
+    assert model.flags(model.index(row, 0)) & QtCore.Qt.ItemFlag.ItemIsEditable  # a drawn ROI is renamed here
+    label_row = next(i for i, line in enumerate(model.lines) if line.source == "labels")
+    assert not model.flags(model.index(label_row, 0)) & QtCore.Qt.ItemFlag.ItemIsEditable
+
+
 def test_raw_view_sliders_stay_usable_and_each_frame_has_its_window(qtbot, window, knee_series):
     window.session.open(pipeline.input_from_series(knee_series))
     mv = window.map_view

@@ -2,8 +2,10 @@
 
 One row per ROI or label; per map a column "mean +- SD (n)" of the shown method (with the
 voxels clipped at a range bound, when there are any), then the reference and the error
-where references exist. A refresh with the same rows and columns only repaints (one
-``dataChanged``); the column widths are fitted once per structure, never per refresh.
+where references exist. The cells are Qt's own items (painting calls no Python); a
+refresh with the same rows and columns writes only the cells whose statistics changed
+(one ``dataChanged`` over their rows, none when nothing changed); the column widths are
+fitted once per structure, never per refresh.
 """
 
 from __future__ import annotations
@@ -16,10 +18,7 @@ from mrfviewer.session import RoiLine, RoiRow
 
 Qt = QtCore.Qt
 _SOURCES = {"drawn": "drawn", "template": "NIST template", "labels": "label map"}
-# Roles as plain ints: Qt passes ints, and comparing them with enum members costs time per cell.
-_DISPLAY, _EDIT, _TOOLTIP = (
-    int(r) for r in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole, Qt.ItemDataRole.ToolTipRole)
-)
+_DISPLAY, _TOOLTIP = int(Qt.ItemDataRole.DisplayRole), int(Qt.ItemDataRole.ToolTipRole)
 _DECORATION, _FOREGROUND = int(Qt.ItemDataRole.DecorationRole), int(Qt.ItemDataRole.ForegroundRole)
 _ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -27,6 +26,20 @@ _LEFT = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
 _SELECTABLE = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 _EDITABLE = _SELECTABLE | Qt.ItemFlag.ItemIsEditable
 _CLIPPED = QtGui.QColor("#E69F00")
+_HEADERS = {
+    "name": "ROI",
+    "scope": "scope",
+    "value": "{map}{unit}",
+    "reference": "{map} reference",
+    "error": "{map} error %",
+}
+_HEADER_TIPS = {
+    "name": "ROI or label (double click a drawn ROI's name to rename it)",
+    "scope": "what the statistics cover: the slice shown, or the whole volume",
+    "value": "mean \u00b1 SD (n voxels; voxels clipped at a bound of the estimator's range)",
+    "reference": "the truth of a digital phantom, a NIST sphere's value or a nominal tissue value",
+    "error": "100 (mean / reference - 1)",
+}
 
 
 def cell_text(row: RoiRow) -> str:
@@ -55,26 +68,47 @@ def cell_tooltip(row: RoiRow) -> str:
     return "\n".join(lines)
 
 
-class RoiTableModel(QtCore.QAbstractTableModel):
-    """Rows: ROI lines; columns: ROI, scope, one per map, then reference and error per map that has them."""
+def _key(line: RoiLine, kind: str, m: str) -> object:
+    """What a cell shows depends on: its RoiRow (None: empty), or the line's name, source and colour, or scope."""
+    if kind == "name":
+        return (line.name, line.source, line.colour)
+    if kind == "scope":
+        return line.scope
+    return line.cells.get(m)
+
+
+_put = QtGui.QStandardItemModel.setData  # a cell's data by index (the model's own setData is the rename request)
+
+
+class RoiTableModel(QtGui.QStandardItemModel):
+    """Rows: ROI lines; columns: ROI, scope, one per map, then reference and error per map that has them.
+
+    The cells live in Qt's own item model, so that painting the table calls no Python (a
+    Python ``data()`` and ``flags()`` were called per visible cell and role, about ten
+    times per cell, on every repaint: most of a repaint's cost). :meth:`set_lines` writes
+    only the cells that changed. Cells are written by index and made by Qt from the item
+    prototype; rows go with ``takeRow`` (the items pass through Python): Python holds no
+    wrapper of an item that Qt deletes behind its back.
+    """
 
     rename_requested = QtCore.Signal(str, str)  # old name, new name
 
     def __init__(self, parent: QtCore.QObject | None = None):
         super().__init__(parent)
+        prototype = QtGui.QStandardItem()
+        prototype.setFlags(_SELECTABLE)
+        prototype.setData(_RIGHT, _ALIGN)
+        self.setItemPrototype(prototype)  # every cell Qt makes: selectable, right aligned
         self.lines: list[RoiLine] = []
         self.maps: list[str] = []
         self.units: dict[str, str] = {}
         self.columns: list[tuple[str, str]] = []  # (kind, map): ("name", ""), ("scope", ""), ("value", m), ...
-        self._texts: list[list[str]] = []
-        self._colours: list[list[QtGui.QColor | None]] = []
-        self._swatches: list[QtGui.QColor | None] = []
-        self._editable: list[bool] = []
+        self._shown: list[list[object]] = []  # per cell what it shows (see _key)
         self.structure_changed = False
 
     # -- filling ------------------------------------------------------------------------------
     def set_lines(self, lines: list[RoiLine]) -> None:
-        """Show ``lines``; the same rows and columns: one repaint, no reset."""
+        """Show ``lines``; the same rows and columns: only the cells that changed are written (no reset)."""
         maps = [m for m in ("T1", "T2", "T1rho", "B1", "PD", "signal") if any(m in line.cells for line in lines)]
         with_reference = [m for m in maps if any(line.cells.get(m) and line.cells[m].reference for line in lines)]
         columns = [("name", ""), ("scope", "")] + [("value", m) for m in maps]
@@ -84,44 +118,90 @@ class RoiTableModel(QtCore.QAbstractTableModel):
         same = columns == self.columns and keys == [(line.source, line.name) for line in self.lines]
         self.structure_changed = not same
         if same:
-            self.lines, self.units = lines, units
-            self._prepare()
-            if lines:
-                self.dataChanged.emit(self.index(0, 0), self.index(len(lines) - 1, len(columns) - 1))
+            self.lines = lines
+            if units != self.units:
+                self.units = units
+                self._fill_header()
+            self._update_cells()
             return
         self.beginResetModel()
-        self.lines, self.maps, self.columns, self.units = lines, maps, columns, units
-        self._prepare()
+        blocked = self.blockSignals(True)  # the views start again from the reset: no signal per cell
+        try:
+            while self.rowCount():
+                self.takeRow(self.rowCount() - 1)
+            self.lines, self.maps, self.columns, self.units = lines, maps, columns, units
+            self.setColumnCount(len(columns))
+            self.setRowCount(len(lines))
+            self._fill_header()
+            self._shown = [[None] * len(columns) for _ in lines]
+            for r, line in enumerate(lines):
+                for c in (0, 1):
+                    _put(self, self.index(r, c), _LEFT, _ALIGN)
+                if line.editable:
+                    self.itemFromIndex(self.index(r, 0)).setFlags(_EDITABLE)
+            self._update_cells()
+        finally:
+            self.blockSignals(blocked)
         self.endResetModel()
 
-    def _prepare(self) -> None:
-        """What data() hands out, per cell: texts, colours (clipped in orange), swatches, editability."""
-        self._texts = [[self._text(line, c) for c in self.columns] for line in self.lines]
-        self._colours = [
-            [
-                _CLIPPED if k == "value" and line.cells.get(m) is not None and line.cells[m].n_clipped else None
-                for k, m in self.columns
-            ]
-            for line in self.lines
-        ]
-        self._swatches = [QtGui.QColor(line.colour) if line.colour else None for line in self.lines]
-        self._editable = [line.editable for line in self.lines]
+    def _fill_header(self) -> None:
+        horizontal = Qt.Orientation.Horizontal
+        for c, (kind, m) in enumerate(self.columns):
+            unit = self.units.get(m, "")
+            unit = f" ({unit})" if unit not in ("", "1") else ""
+            self.setHeaderData(c, horizontal, _HEADERS[kind].format(map=display_name(m), unit=unit))
+            self.setHeaderData(c, horizontal, _HEADER_TIPS[kind], _TOOLTIP)
 
-    def _text(self, line: RoiLine, column: tuple[str, str]) -> str:
-        kind, m = column
+    def _update_cells(self) -> None:
+        """Write the cells whose statistics changed (a RoiRow equal to the one shown is skipped)."""
+        first, last = len(self.lines), -1
+        blocked = self.blockSignals(True)  # one dataChanged over the changed rows, not one per cell
+        try:
+            for r, line in enumerate(self.lines):
+                shown = self._shown[r]
+                for c, (kind, m) in enumerate(self.columns):
+                    key = _key(line, kind, m)
+                    if key is shown[c] or key == shown[c]:
+                        continue
+                    shown[c] = key
+                    self._write(self.index(r, c), line, kind, key)
+                    first, last = min(first, r), max(last, r)
+        finally:
+            self.blockSignals(blocked)
+        if last >= 0:
+            self.dataChanged.emit(self.index(first, 0), self.index(last, len(self.columns) - 1))
+
+    def _write(self, index: QtCore.QModelIndex, line: RoiLine, kind: str, row: object) -> None:
         if kind == "name":
-            return line.name
+            _put(self, index, line.name, _DISPLAY)
+            _put(self, index, QtGui.QColor(line.colour) if line.colour else None, _DECORATION)
+            return
         if kind == "scope":
-            return line.scope
-        row = line.cells.get(m)
-        if row is None:
+            _put(self, index, line.scope, _DISPLAY)
+            return
+        clipped = None
+        if not isinstance(row, RoiRow):
+            text = ""
+        elif kind == "value":
+            text, clipped = cell_text(row), (_CLIPPED if row.n_clipped else None)
+        elif kind == "reference":
+            text = f"{row.reference:.4g}" if row.reference else ""
+        else:
+            error = row.error_pct
+            text = f"{error:+.1f}" if error is not None else ""
+        _put(self, index, text, _DISPLAY)
+        if clipped is not None or kind == "value":
+            _put(self, index, clipped, _FOREGROUND)
+
+    def tooltip(self, index: QtCore.QModelIndex) -> str:
+        """The tooltip of a cell, made when asked (the views ask on a tooltip event): not kept per cell."""
+        if not index.isValid() or index.row() >= len(self.lines) or index.column() >= len(self.columns):
             return ""
-        if kind == "value":
-            return cell_text(row)
-        if kind == "reference":
-            return f"{row.reference:.4g}" if row.reference else ""
-        error = row.error_pct
-        return f"{error:+.1f}" if error is not None else ""
+        line, (kind, m) = self.lines[index.row()], self.columns[index.column()]
+        if kind == "name":
+            return f"{line.name} ({_SOURCES[line.source]})"
+        row = line.cells.get(m)
+        return cell_tooltip(row) if row is not None and kind != "scope" else ""
 
     def line(self, row: int) -> RoiLine:
         return self.lines[row]
@@ -129,67 +209,14 @@ class RoiTableModel(QtCore.QAbstractTableModel):
     def row_of(self, name: str) -> int | None:
         return next((i for i, line in enumerate(self.lines) if line.name == name and line.source != "labels"), None)
 
-    # -- the Qt model -------------------------------------------------------------------------
-    def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: B008, N802
-        return 0 if parent.isValid() else len(self.lines)
-
-    def columnCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: B008, N802
-        return 0 if parent.isValid() else len(self.columns)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201, N802
-        if orientation != Qt.Orientation.Horizontal or section >= len(self.columns):
-            return None
-        kind, m = self.columns[section]
-        if role == Qt.ItemDataRole.DisplayRole:
-            unit = self.units.get(m, "")
-            unit = f" ({unit})" if unit not in ("", "1") else ""
-            return {
-                "name": "ROI",
-                "scope": "scope",
-                "value": f"{display_name(m)}{unit}",
-                "reference": f"{display_name(m)} reference",
-                "error": f"{display_name(m)} error %",
-            }[kind]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return {
-                "name": "ROI or label (double click a drawn ROI's name to rename it)",
-                "scope": "what the statistics cover: the slice shown, or the whole volume",
-                "value": "mean \u00b1 SD (n voxels; voxels clipped at a bound of the estimator's range)",
-                "reference": "the truth of a digital phantom, a NIST sphere's value or a nominal tissue value",
-                "error": "100 (mean / reference - 1)",
-            }[kind]
-        return None
-
-    def data(self, index: QtCore.QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
-        # Called for every visible cell and role on each repaint: the common roles first, from
-        # what set_lines prepared, and nothing computed here.
-        if role in (_DISPLAY, _EDIT):
-            return self._texts[index.row()][index.column()]
-        if role == _ALIGN:
-            return _RIGHT if index.column() > 1 else _LEFT
-        if role == _FOREGROUND:
-            return self._colours[index.row()][index.column()]
-        if role == _DECORATION:
-            return self._swatches[index.row()] if index.column() == 0 else None
-        if role == _TOOLTIP:
-            line, (kind, m) = self.lines[index.row()], self.columns[index.column()]
-            if kind == "name":
-                return f"{line.name} ({_SOURCES[line.source]})"
-            row = line.cells.get(m)
-            return cell_tooltip(row) if row is not None else None
-        return None
-
-    def flags(self, index: QtCore.QModelIndex) -> Qt.ItemFlag:
-        if index.column() == 0 and self._editable[index.row()]:
-            return _EDITABLE
-        return _SELECTABLE
-
+    # -- editing ------------------------------------------------------------------------------
     def setData(self, index: QtCore.QModelIndex, value: object, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
+        """A name edited in the table: a rename request (the session decides; the table follows its event)."""
         if role != Qt.ItemDataRole.EditRole or index.column() != 0:
             return False
         old = self.lines[index.row()].name
         if str(value).strip() and str(value).strip() != old:
-            self.rename_requested.emit(old, str(value))  # the session decides; the table follows its event
+            self.rename_requested.emit(old, str(value))
         return False
 
 
@@ -201,6 +228,7 @@ class FrozenColumnTable(QtWidgets.QTableView):
     """
 
     def __init__(self, model: RoiTableModel, parent: QtWidgets.QWidget | None = None):
+        self._frozen_viewport: QtWidgets.QWidget | None = None  # eventFilter runs from the base's __init__ on
         super().__init__(parent)
         self.setModel(model)
         self.frozen = QtWidgets.QTableView(self)
@@ -233,6 +261,8 @@ class FrozenColumnTable(QtWidgets.QTableView):
         model.modelReset.connect(self._structure)
         self._structure()
         self.frozen.show()
+        self._frozen_viewport = self.frozen.viewport()
+        self._frozen_viewport.installEventFilter(self)  # its tooltips (see _tooltip)
 
     def _structure(self) -> None:
         model = self.model()
@@ -244,6 +274,26 @@ class FrozenColumnTable(QtWidgets.QTableView):
             self.setColumnWidth(0, min(max(self.columnWidth(0), 120), 220))
             self.frozen.setColumnWidth(0, self.columnWidth(0))
         self._place()
+
+    def viewportEvent(self, event: QtCore.QEvent) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QtCore.QEvent.Type.ToolTip:
+            return self._tooltip(self, event)  # type: ignore[arg-type]
+        return super().viewportEvent(event)
+
+    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802 - Qt API
+        if obj is self._frozen_viewport and event.type() == QtCore.QEvent.Type.ToolTip:
+            return self._tooltip(self.frozen, event)  # type: ignore[arg-type]
+        return super().eventFilter(obj, event)
+
+    def _tooltip(self, view: QtWidgets.QTableView, event: QtGui.QHelpEvent) -> bool:
+        """A cell's tooltip, made by the model when asked (no tooltip is stored per cell)."""
+        index = view.indexAt(event.pos())
+        text = self.model().tooltip(index)
+        if text:
+            QtWidgets.QToolTip.showText(event.globalPos(), text, view.viewport(), view.visualRect(index))
+        else:
+            QtWidgets.QToolTip.hideText()
+        return True
 
     def _section_resized(self, index: int, _old: int, new: int) -> None:
         if index == 0:
