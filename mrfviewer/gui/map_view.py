@@ -385,6 +385,10 @@ class MapView(QtWidgets.QWidget):
         self._relayout_timer.setSingleShot(True)
         self._relayout_timer.setInterval(120)
         self._relayout_timer.timeout.connect(self._relayout_if_needed)
+        self._template_timer = QtCore.QTimer(self)  # the template's items on the other panels, one per turn
+        self._template_timer.setSingleShot(True)
+        self._template_timer.setInterval(0)
+        self._template_timer.timeout.connect(self._add_template_item)
         self._set_sliders(1, 1)
 
     # -- what is shown --------------------------------------------------------------------
@@ -584,23 +588,40 @@ class MapView(QtWidgets.QWidget):
                         if item.saveState() != roi.state:
                             item.setState(roi.state, update=True)
                         set_roi_colour(item, roi.colour, name == self._selected_roi)
-                self._sync_template(panel)
+            self._sync_template()
         finally:
             self._syncing = False
 
-    def _sync_template(self, panel: _Panel) -> None:
-        if self._template is None:
-            if panel.template is not None:
-                panel.view.removeItem(panel.template)
-                panel.template = None
-            return
-        if panel.template is None:
-            panel.template = SphereTemplateROI(self._template)
-            panel.template.sigRegionChanged.connect(lambda item: self._template_moved(item, final=False))
-            panel.template.sigRegionChangeFinished.connect(lambda item: self._template_moved(item, final=True))
-            panel.view.addItem(panel.template)
-        elif panel.template.template() != self._template:
-            panel.template.set_template(self._template, finish=False)
+    def _sync_template(self, new: int = 1) -> None:
+        """The template on every panel: moved where it exists, made on at most ``new`` panels now.
+
+        A template item (a pyqtgraph ROI with handles) costs milliseconds to make; made on
+        every panel at once, it stalled the event loop when a template fit ended (tens of
+        ms with five maps). The other panels get theirs one per event-loop turn.
+        """
+        for panel in self._roi_panels():
+            if self._template is None:
+                if panel.template is not None:
+                    panel.view.removeItem(panel.template)
+                    panel.template = None
+            elif panel.template is None:
+                if new <= 0:
+                    self._template_timer.start()
+                    continue
+                new -= 1
+                panel.template = SphereTemplateROI(self._template)
+                panel.template.sigRegionChanged.connect(lambda item: self._template_moved(item, final=False))
+                panel.template.sigRegionChangeFinished.connect(lambda item: self._template_moved(item, final=True))
+                panel.view.addItem(panel.template)
+            elif panel.template.template() != self._template:
+                panel.template.set_template(self._template, finish=False)
+
+    def _add_template_item(self) -> None:
+        self._syncing = True
+        try:
+            self._sync_template()
+        finally:
+            self._syncing = False
 
     def _connect_roi(self, item: pg.ROI, name: str) -> None:
         item.sigRegionChanged.connect(lambda it, n=name: self._roi_moved(n, it, final=False))
