@@ -325,6 +325,10 @@ class Session:
         # The result is held so that its id stays unique while the entry lives.
         self._label_rows: dict[LabelKey, tuple[ParameterMaps, dict[int | None, list[RoiRow]]]] = {}
         self._bounded: dict[int, tuple[ParameterMaps, dict[str, np.ndarray]]] = {}
+        # Drawn-ROI rows: (method, result, ROI, slice, NIST array) -> (the result, the ROI, rows). ROIs are
+        # frozen and replaced when edited, so an entry holds until one changes (a refresh of the
+        # 14 template spheres had recomputed 56 statistics each time).
+        self._roi_rows: dict[tuple[str, int, int, int, str], tuple[ParameterMaps, DrawnRoi, list[RoiRow]]] = {}
         self._tissue: dict[tuple, tuple[tuple[ParameterMaps, ...], np.ndarray]] = {}
         self._differences: dict[tuple[int, int, str], tuple[ParameterMaps, ParameterMaps, np.ndarray]] = {}
 
@@ -678,12 +682,20 @@ class Session:
         limits = self.bounded(method)
         truth, z = self.input.truth, self.slice
         rows = []
+        if len(self._roi_rows) > 1024:  # ROIs drawn and redrawn over a long session
+            self._roi_rows.clear()
         for roi in self.rois.values():
-            for m in names:
-                stats = roi_statistics(maps.values[m][z], roi.mask, roi.name, m, maps.unit(m))
-                reference = _plane_reference(roi.name, m, roi.mask, truth, z, self.nist_array)
-                clipped = int(np.count_nonzero(limits[m][z] & roi.mask)) if m in limits else 0
-                rows.append(RoiRow(stats, method, z, reference, clipped, roi.source))
+            roi_key = (method, id(maps), id(roi), z, self.nist_array)
+            entry = self._roi_rows.get(roi_key)
+            if entry is None or entry[0] is not maps or entry[1] is not roi:
+                roi_rows = []
+                for m in names:
+                    stats = roi_statistics(maps.values[m][z], roi.mask, roi.name, m, maps.unit(m))
+                    reference = _plane_reference(roi.name, m, roi.mask, truth, z, self.nist_array)
+                    clipped = int(np.count_nonzero(limits[m][z] & roi.mask)) if m in limits else 0
+                    roi_rows.append(RoiRow(stats, method, z, reference, clipped, roi.source))
+                entry = self._roi_rows[roi_key] = (maps, roi, roi_rows)
+            rows += entry[2]
         if self.label_statistics and self.labels is not None:
             key = self._label_key(maps)
             if key not in self._label_rows and wait:

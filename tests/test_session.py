@@ -214,6 +214,31 @@ def test_drawn_rois_have_their_own_colours_names_and_masks(knee_session):
     np.testing.assert_array_equal(session.rois[b].mask, expected)
 
 
+def test_drawn_roi_rows_are_reused_until_the_roi_slice_or_result_changes(knee_session, monkeypatch):
+    import mrfviewer.session as session_module
+
+    session = knee_session
+    square = np.array([(4.0, 5.0), (9.0, 5.0), (9.0, 8.0), (4.0, 8.0)])
+    name = session.add_roi("rectangle", square)
+    calls = []
+    real = session_module.roi_statistics
+    monkeypatch.setattr(session_module, "roi_statistics", lambda *a: calls.append(a[2]) or real(*a))
+
+    def t2_mean() -> float:
+        return next(r.stats.mean for r in session.roi_rows() if r.stats.label == name and r.stats.map == "T2")
+
+    first = t2_mean()
+    n = len(calls)
+    assert n > 0 and t2_mean() == first and len(calls) == n  # nothing recomputed
+    session.update_roi(name, square + 6)  # an edited ROI is a new object: its rows are recomputed
+    moved = session.selected.values["T2"][session.slice][session.rois[name].mask]
+    assert t2_mean() == pytest.approx(np.nanmean(moved)) and len(calls) > n
+    n = len(calls)
+    session.select(next(m for m in session.results if m != session.method))
+    other = session.selected.values["T2"][session.slice][session.rois[name].mask]
+    assert t2_mean() == pytest.approx(np.nanmean(other)) and len(calls) > n
+
+
 def test_roi_lines_one_per_roi_with_a_cell_per_map(knee_session):
     session = knee_session
     mask = np.zeros((20, 20), bool)
