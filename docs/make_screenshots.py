@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -121,9 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     volume = pipeline.input_from_series(series)
     volume_dm = pipeline.reconstruct_input(volume, pipeline.EstimatorChoice("dm"), cache=cache)
 
+    scratch = tempfile.mkdtemp(prefix="mrfviewer-screenshots-")
     for size in args.sizes:
         width, height = (int(v) for v in size.split("x"))
-        settings = QtCore.QSettings(str(out / ".screenshots.ini"), QtCore.QSettings.Format.IniFormat)
+        # Window state of these runs only, in a temporary folder: QSettings writes it again when it is
+        # destroyed, so a file in docs/ came back after being removed.
+        settings = QtCore.QSettings(str(Path(scratch) / "screenshots.ini"), QtCore.QSettings.Format.IniFormat)
         settings.clear()
         window = MainWindow(settings)
         window.resize(width, height)
@@ -181,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
         pump(app, 800)
         window.grab().save(str(out / f"viewer_nist_{size}.png"))
         window.close()
-        Path(out / ".screenshots.ini").unlink(missing_ok=True)
         print(f"wrote the {size} screenshots to {out}", flush=True)
     return 0
 
