@@ -461,8 +461,16 @@ class Session:
             return  # a late result of a series that is no longer open
         self.results[maps.method] = maps
         self.estimators[maps.method] = estimator
+        self._forget_replaced()
         self.events.results.emit(maps.method)
         self.select(maps.method)
+
+    def _forget_replaced(self) -> None:
+        """Drop what the caches derived from results no longer stored (each entry holds its result)."""
+        kept = {id(m) for m in self.results.values()}
+        self._bounded = {k: v for k, v in self._bounded.items() if k in kept}
+        self._label_rows = {k: v for k, v in self._label_rows.items() if id(v[0]) in kept}
+        self._roi_rows = {k: v for k, v in self._roi_rows.items() if id(v[0]) in kept}
 
     def select(self, method: str) -> None:
         """Show the stored result of ``method`` (none yet: the raw images)."""

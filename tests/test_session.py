@@ -239,6 +239,26 @@ def test_drawn_roi_rows_are_reused_until_the_roi_slice_or_result_changes(knee_se
     assert t2_mean() == pytest.approx(np.nanmean(other)) and len(calls) > n
 
 
+def test_a_replaced_result_is_not_kept_alive_by_the_caches(knee_input, estimators):
+    import gc
+    import weakref
+
+    session = Session()
+    session.open(knee_input)
+    session.set_roi("box", np.ones((20, 20), bool))
+    session.label_statistics = True
+    estimator = estimators[0]
+    first = pipeline.run(knee_input, estimator)
+    session.add_result(first, estimator)
+    assert session.roi_rows() and session.bounded() is not None
+    gone = weakref.ref(first)
+    del first
+    session.add_result(pipeline.run(knee_input, estimator), estimator)  # the method's new result
+    assert session.roi_rows()
+    gc.collect()
+    assert gone() is None
+
+
 def test_roi_lines_one_per_roi_with_a_cell_per_map(knee_session):
     session = knee_session
     mask = np.zeros((20, 20), bool)
