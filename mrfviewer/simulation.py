@@ -292,6 +292,8 @@ class _RealEpg:
         worst = max(float(-torch.log(e2.clamp_min(1e-300)).max()) for e2 in distinct) if relax else 0.0
         fold = max(1, min(_FOLD, int(60.0 / worst) if worst > 0 else _FOLD))
         n = cos_a.shape[0]
+        if n == 0:
+            return
         # Per-pulse factors of the train, computed a window of ``fold`` pulses at a time in a few
         # (pulses, N) ops: the loop below is left with the passes over the (K, N) states.
         half_cos_m1 = (cos_a - 1.0) * 0.5
