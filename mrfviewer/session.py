@@ -471,6 +471,8 @@ class Session:
         self._bounded = {k: v for k, v in self._bounded.items() if k in kept}
         self._label_rows = {k: v for k, v in self._label_rows.items() if id(v[0]) in kept}
         self._roi_rows = {k: v for k, v in self._roi_rows.items() if id(v[0]) in kept}
+        self._tissue = {k: v for k, v in self._tissue.items() if all(id(m) in kept for m in v[0])}
+        self._differences = {k: v for k, v in self._differences.items() if id(v[0]) in kept and id(v[1]) in kept}
 
     def select(self, method: str) -> None:
         """Show the stored result of ``method`` (none yet: the raw images)."""

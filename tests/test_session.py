@@ -250,7 +250,7 @@ def test_a_replaced_result_is_not_kept_alive_by_the_caches(knee_input, estimator
     estimator = estimators[0]
     first = pipeline.run(knee_input, estimator)
     session.add_result(first, estimator)
-    assert session.roi_rows() and session.bounded() is not None
+    assert session.roi_rows() and session.bounded() is not None and session.tissue_mask() is not None
     gone = weakref.ref(first)
     del first
     session.add_result(pipeline.run(knee_input, estimator), estimator)  # the method's new result
