@@ -190,7 +190,7 @@ class RoiTableModel(QtGui.QStandardItemModel):
             error = row.error_pct
             text = f"{error:+.1f}" if error is not None else ""
         _put(self, index, text, _DISPLAY)
-        if clipped is not None or kind == "value":
+        if kind == "value":
             _put(self, index, clipped, _FOREGROUND)
 
     def tooltip(self, index: QtCore.QModelIndex) -> str:
